@@ -1,0 +1,1 @@
+//! Client state machine: connect, apply pushed configuration, reconnect.

@@ -1,0 +1,1 @@
+//! OpenVPN config language: lexer, typed directives, macro expansion, ccd files.

@@ -1,0 +1,1 @@
+//! Shards: per-core event loops, io_uring and fallback drivers, batching.

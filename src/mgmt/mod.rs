@@ -1,0 +1,1 @@
+//! Management interface, status file and metrics.

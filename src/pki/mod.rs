@@ -1,0 +1,1 @@
+//! `fwd init`: CA, server and client certificates, ready-to-use profiles.

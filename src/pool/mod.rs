@@ -1,0 +1,1 @@
+//! IPv4/IPv6 address pools and the ifconfig-pool-persist file.

@@ -1,0 +1,1 @@
+//! Longest-prefix-match route table (IPv4 + IPv6) and its lock-free publication.

@@ -1,0 +1,1 @@
+//! Multi-client server logic: sessions, peer ids, ccd application, push building.
