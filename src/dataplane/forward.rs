@@ -1,0 +1,353 @@
+//! Per-shard packet logic: UDP → (decrypt, check, route) → tun or another client, and
+//! tun → (route, encrypt) → UDP. Pure over caller-owned buffers, so it runs the same under the
+//! io_uring driver, the poll driver and in unit tests.
+//!
+//! Buffers follow the shard convention: `buf[..HEADROOM]` is free, the packet is
+//! `buf[HEADROOM..HEADROOM + len]`. Encryption writes the OpenVPN header and tag into the
+//! headroom; a decrypted packet that goes to another client is re-sealed in place.
+//! Every packet either leaves or is dropped with a counted [`Drop`] reason; nothing panics.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::proto::data::{self, DropReason, HEADROOM};
+use crate::proto::messages::{classify_plaintext, Plain};
+use crate::proto::wire::Opcode;
+use crate::route::{PeerId, RouteTable};
+
+use super::peers::{Peer, PeerTable};
+use super::Outputs;
+
+/// P_DATA_V2 peer id meaning "none, look me up by address".
+const NO_PEER_ID: u32 = 0x00FF_FFFF;
+
+/// What a shard hands to the control thread.
+#[derive(Debug)]
+pub enum ToControl {
+    /// A control-channel datagram.
+    Datagram { from: SocketAddr, bytes: Vec<u8> },
+    /// A peer's data packet authenticated from a new address.
+    Float { peer: PeerId, to: SocketAddr },
+    /// A peer said goodbye with OCC_EXIT.
+    OccExit { peer: PeerId },
+}
+
+/// Why a packet was dropped; indexes [`DropCounters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    Crypto(DropReason),
+    UnknownPeer,
+    NoKey,
+    /// Inner source address is not the peer's own address or iroute.
+    Spoofed,
+    /// Inner destination matches no client.
+    NoRoute,
+    /// Not an IPv4/IPv6 packet, or truncated.
+    BadIp,
+    /// The control thread's queue was full.
+    ControlBusy,
+    /// Sealing failed (packet id exhausted: renegotiation overdue).
+    Seal,
+}
+
+impl Drop {
+    fn index(self) -> usize {
+        match self {
+            Drop::Crypto(_) => 0,
+            Drop::UnknownPeer => 1,
+            Drop::NoKey => 2,
+            Drop::Spoofed => 3,
+            Drop::NoRoute => 4,
+            Drop::BadIp => 5,
+            Drop::ControlBusy => 6,
+            Drop::Seal => 7,
+        }
+    }
+
+    pub const NAMES: [&'static str; 8] =
+        ["crypto", "unknown_peer", "no_key", "spoofed", "no_route", "bad_ip", "control_busy", "seal"];
+}
+
+/// Drop counters, shared for reporting.
+#[derive(Default)]
+pub struct DropCounters([AtomicU64; 8]);
+
+impl DropCounters {
+    pub fn count(&self, d: Drop) {
+        self.0[d.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, d: Drop) -> u64 {
+        self.0[d.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> [u64; 8] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
+/// Which side of the tunnel this forwarder serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Many clients, routed by the route table.
+    Server { client_to_client: bool },
+    /// One peer (the server, peer id 0) takes everything.
+    Client,
+}
+
+/// Milliseconds since a fixed origin, shared by the shards and the control thread.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    pub fn new(origin: Instant) -> Self {
+        Clock { origin }
+    }
+
+    pub fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_millis() as u64
+    }
+}
+
+/// The per-shard forwarding state.
+pub struct Forwarder {
+    pub mode: Mode,
+    pub peers: Arc<PeerTable>,
+    pub routes: Arc<RouteTable>,
+    pub control: Sender<ToControl>,
+    pub drops: Arc<DropCounters>,
+    pub clock: Clock,
+}
+
+struct Inner {
+    src: IpAddr,
+    dst: IpAddr,
+}
+
+fn inner_addrs(p: &[u8]) -> Option<Inner> {
+    match p.first()? >> 4 {
+        4 if p.len() >= 20 => {
+            let s: [u8; 4] = p.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            Some(Inner { src: Ipv4Addr::from(s).into(), dst: Ipv4Addr::from(d).into() })
+        }
+        6 if p.len() >= 40 => {
+            let s: [u8; 16] = p.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
+            Some(Inner { src: Ipv6Addr::from(s).into(), dst: Ipv6Addr::from(d).into() })
+        }
+        _ => None,
+    }
+}
+
+fn is_multicast(a: IpAddr) -> bool {
+    a.is_multicast()
+}
+
+fn is_link_local_v6(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+impl Forwarder {
+    /// A datagram from the outside. `buf[HEADROOM..HEADROOM + len]` holds it.
+    pub fn on_udp(&self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        let Some(pkt) = buf.get(HEADROOM..HEADROOM + len) else { return };
+        let Some(&first) = pkt.first() else { return };
+        let op = first >> 3;
+        let is_v2 = op == Opcode::DataV2 as u8;
+        if !is_v2 && op != Opcode::DataV1 as u8 {
+            let msg = ToControl::Datagram { from, bytes: pkt.to_vec() };
+            if self.control.try_send(msg).is_err() {
+                self.drops.count(Drop::ControlBusy);
+            }
+            return;
+        }
+        let peer = match self.mode {
+            Mode::Client => self.peers.get(PeerId(0)),
+            Mode::Server { .. } => {
+                let id = if is_v2 && len >= 4 {
+                    u32::from_be_bytes([0, pkt[1], pkt[2], pkt[3]])
+                } else {
+                    NO_PEER_ID
+                };
+                if id == NO_PEER_ID {
+                    self.peers.by_addr(from)
+                } else {
+                    self.peers.get(PeerId(id))
+                }
+            }
+        };
+        let Some(peer) = peer else {
+            self.drops.count(Drop::UnknownPeer);
+            return;
+        };
+        let key_id = first & 7;
+        let ring = peer.keys();
+        let Some(slot) = ring.rx_key(key_id) else {
+            self.drops.count(Drop::NoKey);
+            return;
+        };
+        let now = Instant::now();
+        let now_ms = self.clock.ms(now);
+        let header = if is_v2 { 4 } else { 1 };
+        let plain_len = {
+            let Ok(mut replay) = slot.replay.lock() else { return };
+            let wire = &mut buf[HEADROOM..HEADROOM + len];
+            match slot.rx.open_in_place(wire, &mut replay, now_ms / 1000) {
+                Ok(p) => p.len(),
+                Err(e) => {
+                    self.drops.count(Drop::Crypto(e));
+                    return;
+                }
+            }
+        };
+        peer.touch_rx(now_ms, len);
+        if self.mode != Mode::Client && peer.remote() != from {
+            // Authenticated from a new address: the client floated (openvpn-wire.md §11.6).
+            peer.set_remote(from);
+            let _ = self.control.try_send(ToControl::Float { peer: peer.id, to: from });
+        }
+        // Plaintext sits after header + packet id + tag.
+        let start = HEADROOM + header + 4 + 16;
+        let Some(plain) = buf.get(start..start + plain_len) else { return };
+        match classify_plaintext(plain) {
+            Plain::Ping => return,
+            Plain::OccExit => {
+                let _ = self.control.try_send(ToControl::OccExit { peer: peer.id });
+                return;
+            }
+            Plain::Occ(_) => return,
+            Plain::Ip => {}
+        }
+        match self.mode {
+            Mode::Client => out.write_tun(plain),
+            Mode::Server { client_to_client } => {
+                self.route_from_client(&peer, buf, start, plain_len, client_to_client, out)
+            }
+        }
+    }
+
+    fn route_from_client(
+        &self,
+        peer: &Peer,
+        buf: &mut [u8],
+        start: usize,
+        plain_len: usize,
+        client_to_client: bool,
+        out: &mut Outputs,
+    ) {
+        let Some(inner) = buf.get(start..start + plain_len).and_then(inner_addrs) else {
+            self.drops.count(Drop::BadIp);
+            return;
+        };
+        let table = self.routes.snapshot();
+        if table.lookup(inner.src) != Some(peer.id) {
+            if !is_link_local_v6(inner.src) {
+                self.drops.count(Drop::Spoofed);
+            }
+            return;
+        }
+        if client_to_client {
+            if is_multicast(inner.dst) {
+                let data = buf[start..start + plain_len].to_vec();
+                for other in self.peers.iter().filter(|p| p.id != peer.id) {
+                    self.seal_copy(&other, &data, out);
+                }
+            } else if let Some(dst) = table.lookup(inner.dst) {
+                if dst != peer.id {
+                    if let Some(other) = self.peers.get(dst) {
+                        // Re-seal in place: the plaintext already has HEADROOM bytes before it.
+                        let sub = &mut buf[start - HEADROOM..];
+                        self.seal_and_send(&other, sub, plain_len, out);
+                    }
+                    return;
+                }
+            }
+        }
+        out.write_tun(&buf[start..start + plain_len]);
+    }
+
+    /// A packet read from the tun queue. `buf[HEADROOM..HEADROOM + len]` holds it.
+    pub fn on_tun(&self, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        let peer = match self.mode {
+            Mode::Client => self.peers.get(PeerId(0)),
+            Mode::Server { .. } => {
+                let Some(inner) = buf.get(HEADROOM..HEADROOM + len).and_then(inner_addrs) else {
+                    self.drops.count(Drop::BadIp);
+                    return;
+                };
+                if is_multicast(inner.dst) {
+                    let data = buf[HEADROOM..HEADROOM + len].to_vec();
+                    for p in self.peers.iter() {
+                        self.seal_copy(&p, &data, out);
+                    }
+                    return;
+                }
+                match self.routes.snapshot().lookup(inner.dst) {
+                    Some(id) => self.peers.get(id),
+                    None => {
+                        self.drops.count(Drop::NoRoute);
+                        return;
+                    }
+                }
+            }
+        };
+        match peer {
+            Some(p) => self.seal_and_send(&p, buf, len, out),
+            None => self.drops.count(Drop::NoRoute),
+        }
+    }
+
+    fn seal_copy(&self, peer: &Peer, data: &[u8], out: &mut Outputs) {
+        let mut b = vec![0u8; HEADROOM + data.len()];
+        b[HEADROOM..].copy_from_slice(data);
+        self.seal_and_send(peer, &mut b, data.len(), out);
+    }
+
+    /// Seal `buf[HEADROOM..HEADROOM + len]` for `peer` and queue it.
+    pub fn seal_and_send(&self, peer: &Peer, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        let ring = peer.keys();
+        let Some(slot) = ring.tx.as_ref() else {
+            self.drops.count(Drop::NoKey);
+            return;
+        };
+        let peer_id = peer.data_v2.then_some(peer.id.0);
+        match slot.tx.seal_in_place(slot.key_id, peer_id, buf, len) {
+            Ok(range) => {
+                let bytes = range.len();
+                out.send_udp(peer.remote(), &buf[range]);
+                peer.touch_tx(self.clock.ms(Instant::now()), bytes);
+            }
+            Err(_) => self.drops.count(Drop::Seal),
+        }
+    }
+}
+
+/// Seal one plaintext (a keepalive ping, OCC_EXIT) for `peer` into a fresh datagram.
+pub fn seal_one(peer: &Peer, plain: &[u8]) -> Option<Vec<u8>> {
+    let ring = peer.keys();
+    let slot = ring.tx.as_ref()?;
+    let mut b = vec![0u8; HEADROOM + plain.len()];
+    b[HEADROOM..].copy_from_slice(plain);
+    let peer_id = peer.data_v2.then_some(peer.id.0);
+    let range = slot.tx.seal_in_place(slot.key_id, peer_id, &mut b, plain.len()).ok()?;
+    Some(b[range].to_vec())
+}
+
+/// Build the data-channel keys for one key generation.
+pub fn key_slot(
+    key_id: u8,
+    cipher: data::Cipher,
+    block: &data::KeyBlock,
+    side: data::Side,
+    replay: data::ReplayWindow,
+) -> Result<super::peers::KeySlot, data::KeyError> {
+    let (tx, rx) = data::data_keys(cipher, block, side)?;
+    Ok(super::peers::KeySlot { key_id, cipher, tx, rx, replay: std::sync::Mutex::new(replay) })
+}

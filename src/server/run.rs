@@ -1,0 +1,371 @@
+//! The server process: builds the tun device, the SO_REUSEPORT sockets and the shards, then runs
+//! the control thread (this thread) until asked to stop.
+//!
+//! The control thread owns [`ServerCore`] and is the only writer of the peer and route tables.
+//! It never opens a socket of its own in the reuseport group (the kernel would hand it a share
+//! of the data packets): it sends through a duplicate of shard 0's socket.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use rand::RngCore;
+
+use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
+use crate::dataplane::peers::{KeyRing, Peer, PeerTable};
+use crate::os::netlink::Netlink;
+use crate::os::tun::Tun;
+use crate::os::udp;
+use crate::pool::Pool;
+use crate::proto::data::{ReplayWindow, Side};
+use crate::proto::messages::PING_MAGIC;
+use crate::proto::session::CloseReason;
+use crate::route::{RouteChange, RouteTable};
+use crate::server::core::{ClientDirectory, ServerCore, ServerEvent, ServerSettings};
+use crate::server::push::client_routes;
+
+/// Control-thread queue depth: control packets are a trickle next to data, and a full queue
+/// only means a client retransmits.
+const CONTROL_QUEUE: usize = 4096;
+/// How often the control thread looks at keepalive timers and housekeeping.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
+
+/// The server's own tun IPv4 configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct TunV4 {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    /// net30/p2p: the point-to-point peer address.
+    pub peer: Option<Ipv4Addr>,
+}
+
+/// Everything the server process needs, derived from the configuration.
+pub struct ServerPlan {
+    pub settings: ServerSettings,
+    pub pool: Pool,
+    pub directory: Box<dyn ClientDirectory + Send>,
+    pub dev: String,
+    pub threads: usize,
+    pub listen: SocketAddr,
+    pub v6only: Option<bool>,
+    pub tun_mtu: u16,
+    pub txqueuelen: Option<u32>,
+    pub tun_v4: Option<TunV4>,
+    pub tun_v6: Option<(Ipv6Addr, u8)>,
+    /// `route` / `route-ipv6`: installed towards the tun at start.
+    pub routes: Vec<IpNet>,
+    pub ping: Option<Duration>,
+    pub ping_restart: Option<Duration>,
+    pub client_to_client: bool,
+    pub replay_window: (u32, u32),
+    pub persist: Option<(PathBuf, Duration)>,
+    pub status: Option<(PathBuf, Duration, u8)>,
+    pub exit_notify: bool,
+    /// Called with the tun name once the device is up (tests, demo).
+    pub on_ready: Option<Box<dyn FnOnce(&str, SocketAddr) + Send>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Run the server until `stop` is set.
+pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
+    let threads = plan.threads.max(1);
+    let tun = Tun::create(&plan.dev, threads).with_context(|| format!("creating tun device {}", plan.dev))?;
+    let dev = tun.name().to_string();
+    configure_tun(&plan, &dev)?;
+    let sockets = udp::bind_reuseport(plan.listen, threads, plan.v6only)
+        .with_context(|| format!("binding UDP {}", plan.listen))?;
+    let local = sockets[0].local_addr()?;
+    let control_sock = sockets[0].try_clone().context("duplicating the control socket")?;
+    tracing::info!(dev, %local, threads, "fwd server listening");
+
+    let peers = Arc::new(PeerTable::new(plan.settings.max_clients as usize));
+    let routes = Arc::new(RouteTable::new());
+    let drops = Arc::new(DropCounters::default());
+    let clock = Clock::new(Instant::now());
+    let (control_tx, control_rx) = bounded(CONTROL_QUEUE);
+
+    let mut shards = Vec::new();
+    for (i, (sock, queue)) in sockets.into_iter().zip(tun.into_queues()).enumerate() {
+        let fwd = Forwarder {
+            mode: Mode::Server { client_to_client: plan.client_to_client },
+            peers: peers.clone(),
+            routes: routes.clone(),
+            control: control_tx.clone(),
+            drops: drops.clone(),
+            clock,
+        };
+        let core = (threads > 1).then_some(i);
+        shards.push(crate::dataplane::spawn_shard(core, sock, queue, fwd, stop.clone())?);
+    }
+    if let Some(f) = plan.on_ready.take() {
+        f(&dev, local);
+    }
+
+    let mut seed = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut seed);
+    let now = Instant::now();
+    let core = ServerCore::new(plan.settings, plan.pool, plan.directory, now, unix_now(), seed);
+    let mut ctl = Control {
+        core,
+        peers,
+        routes,
+        sock: control_sock,
+        clock,
+        replay_window: plan.replay_window,
+        ping: plan.ping,
+        ping_restart: plan.ping_restart,
+        persist: plan.persist.clone(),
+        next_persist: now,
+    };
+    ctl.run(&control_rx, &stop);
+    if plan.exit_notify {
+        ctl.core.shutdown_all(Instant::now(), "RESTART");
+        ctl.flush();
+    }
+    ctl.write_persist();
+    for s in shards {
+        let _ = s.join();
+    }
+    tracing::info!(drops = ?drops.snapshot(), "fwd server stopped");
+    Ok(())
+}
+
+fn configure_tun(plan: &ServerPlan, dev: &str) -> Result<()> {
+    let mut nl = Netlink::open().context("opening rtnetlink")?;
+    let idx = nl.link_index(dev)?;
+    nl.set_mtu(idx, plan.tun_mtu as u32)?;
+    if let Some(q) = plan.txqueuelen {
+        nl.set_txqueuelen(idx, q)?;
+    }
+    nl.set_link_up(idx)?;
+    if let Some(v4) = plan.tun_v4 {
+        nl.add_address(idx, IpAddr::V4(v4.addr), v4.prefix_len, v4.peer.map(IpAddr::V4))?;
+    }
+    if let Some((addr, bits)) = plan.tun_v6 {
+        nl.add_address(idx, IpAddr::V6(addr), bits, None)?;
+    }
+    for r in &plan.routes {
+        nl.add_route(*r, idx, None, None).with_context(|| format!("route {r} on {dev}"))?;
+    }
+    Ok(())
+}
+
+struct Control {
+    core: ServerCore,
+    peers: Arc<PeerTable>,
+    routes: Arc<RouteTable>,
+    sock: UdpSocket,
+    clock: Clock,
+    replay_window: (u32, u32),
+    ping: Option<Duration>,
+    ping_restart: Option<Duration>,
+    persist: Option<(PathBuf, Duration)>,
+    next_persist: Instant,
+}
+
+impl Control {
+    fn run(&mut self, rx: &Receiver<ToControl>, stop: &AtomicBool) {
+        let mut next_housekeeping = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let deadline = self.core.poll_timeout().map_or(next_housekeeping, |t| t.min(next_housekeeping));
+            let wait = deadline.saturating_duration_since(now).min(HOUSEKEEPING);
+            match rx.recv_timeout(wait) {
+                Ok(msg) => {
+                    self.handle(msg);
+                    // Drain what else is queued before looking at timers.
+                    while let Ok(msg) = rx.try_recv() {
+                        self.handle(msg);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            self.core.handle_timeout(now);
+            if now >= next_housekeeping {
+                self.housekeeping(now);
+                next_housekeeping = now + HOUSEKEEPING;
+            }
+            self.flush();
+        }
+    }
+
+    fn handle(&mut self, msg: ToControl) {
+        let now = Instant::now();
+        match msg {
+            ToControl::Datagram { from, bytes } => {
+                self.core.handle_datagram(now, udp::normalize(from), &bytes)
+            }
+            ToControl::Float { peer, to } => self.core.peer_floated(peer, udp::normalize(to)),
+            ToControl::OccExit { peer } => {
+                self.core.kill_peer(now, peer, None, CloseReason::PeerExit("OCC_EXIT".into()))
+            }
+        }
+        self.flush();
+    }
+
+    /// Send queued datagrams and apply events to the shared tables.
+    fn flush(&mut self) {
+        while let Some((to, bytes)) = self.core.poll_transmit() {
+            if let Err(e) = self.sock.send_to(&bytes, to) {
+                tracing::debug!(%to, "control send failed: {e}");
+            }
+        }
+        while let Some(ev) = self.core.poll_event() {
+            self.apply(ev);
+        }
+    }
+
+    fn apply(&mut self, ev: ServerEvent) {
+        match ev {
+            ServerEvent::PeerUp(up) => {
+                let peer = Arc::new(Peer::new(up.peer_id, up.data_v2, up.remote, up.common_name.clone()));
+                peer.touch_rx(self.clock.ms(Instant::now()), 0);
+                self.peers.insert(peer);
+                let changes = client_routes(up.v4, up.v6, &up.iroutes, &up.iroutes_v6)
+                    .into_iter()
+                    .map(|net| RouteChange::Add(net, up.peer_id));
+                self.routes.apply(changes);
+                tracing::info!(
+                    cn = up.common_name,
+                    peer_id = up.peer_id.0,
+                    v4 = ?up.v4.map(|v| v.addr()),
+                    v6 = ?up.v6.map(|v| v.addr),
+                    remote = %up.remote,
+                    cipher = up.cipher.name(),
+                    "peer up"
+                );
+            }
+            ServerEvent::Keys { peer_id, key_id, cipher, key_block, tx_now } => {
+                let Some(peer) = self.peers.get(peer_id) else { return };
+                let replay = ReplayWindow::new(self.replay_window.0, self.replay_window.1);
+                match forward::key_slot(key_id, cipher, &key_block, Side::Server, replay) {
+                    Ok(slot) => {
+                        let slot = Arc::new(slot);
+                        peer.update_keys(|r: &mut KeyRing| {
+                            r.rx.retain(|k| k.key_id != key_id);
+                            r.rx.insert(0, slot.clone());
+                            r.rx.truncate(2);
+                            if tx_now || r.tx.is_none() {
+                                r.tx = Some(slot);
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(peer_id = peer_id.0, "data keys not usable: {e}"),
+                }
+            }
+            ServerEvent::TxSwitch { peer_id, key_id } => {
+                if let Some(peer) = self.peers.get(peer_id) {
+                    peer.update_keys(|r| {
+                        if let Some(k) = r.rx_key(key_id).cloned() {
+                            r.tx = Some(k);
+                        }
+                    });
+                }
+            }
+            ServerEvent::KeyRetired { peer_id, key_id } => {
+                if let Some(peer) = self.peers.get(peer_id) {
+                    peer.update_keys(|r| {
+                        r.rx.retain(|k| k.key_id != key_id);
+                        if r.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
+                            r.tx = r.rx.first().cloned();
+                        }
+                    });
+                }
+            }
+            ServerEvent::PeerDown { peer_id, common_name, reason } => {
+                self.routes.apply([RouteChange::RemovePeer(peer_id)]);
+                self.peers.remove(peer_id);
+                tracing::info!(cn = common_name, peer_id = peer_id.0, ?reason, "peer down");
+            }
+            ServerEvent::HandshakeFailed { remote, reason } => {
+                tracing::info!(%remote, ?reason, "connection failed before authentication");
+            }
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let now_ms = self.clock.ms(now);
+        let mut dead = Vec::new();
+        for peer in self.peers.iter() {
+            if let Some(ping) = self.ping {
+                let last_tx = peer.stats.last_tx_ms.load(Ordering::Relaxed);
+                if now_ms.saturating_sub(last_tx) >= ping.as_millis() as u64 {
+                    if let Some(bytes) = forward::seal_one(&peer, &PING_MAGIC) {
+                        if self.sock.send_to(&bytes, peer.remote()).is_ok() {
+                            peer.touch_tx(now_ms, bytes.len());
+                        }
+                    }
+                }
+            }
+            if let Some(limit) = self.ping_restart {
+                let last_rx = peer.stats.last_rx_ms.load(Ordering::Relaxed);
+                if now_ms.saturating_sub(last_rx) > limit.as_millis() as u64 {
+                    dead.push(peer.id);
+                }
+            }
+        }
+        for id in dead {
+            tracing::info!(peer_id = id.0, "ping-restart: no packets from client");
+            self.core.kill_peer(now, id, None, CloseReason::Local("ping-restart".into()));
+        }
+        if self.persist.as_ref().is_some_and(|(_, every)| !every.is_zero()) && now >= self.next_persist {
+            self.write_persist();
+            if let Some((_, every)) = &self.persist {
+                self.next_persist = now + *every;
+            }
+        }
+    }
+
+    fn write_persist(&mut self) {
+        let Some((path, every)) = &self.persist else { return };
+        if every.is_zero() {
+            return; // seconds = 0: the file is read-only for OpenVPN too
+        }
+        let text = crate::pool::persist::render(&self.core.pool().persist_entries());
+        if let Err(e) = crate::pool::persist::write_atomic(path, &text) {
+            tracing::warn!(path = %path.display(), "ifconfig-pool-persist not written: {e}");
+        }
+    }
+}
+
+/// Install SIGINT/SIGTERM handlers that set the returned flag.
+pub fn stop_on_signals() -> Arc<AtomicBool> {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as libc::sighandler_t);
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || loop {
+        if STOP.load(Ordering::Relaxed) {
+            f.store(true, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    flag
+}
+
+/// Host routes for a net: helper for plans built from `route`/`route-ipv6` lines.
+pub fn net_v4(addr: Ipv4Addr, mask: Ipv4Addr) -> Option<IpNet> {
+    Ipv4Net::with_netmask(addr, mask).ok().map(|n| IpNet::V4(n.trunc()))
+}
+
+pub fn net_v6(net: Ipv6Net) -> IpNet {
+    IpNet::V6(net.trunc())
+}
