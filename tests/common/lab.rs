@@ -669,3 +669,34 @@ pub fn parse_ip_o_addr(text: &str) -> Vec<IfAddr> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ip_o_addr() {
+        let text = "5: tun0    inet 10.8.0.2/24 scope global tun0\\       valid_lft forever\n\
+                    5: tun0    inet6 fd00:8::1000/64 scope global \\       valid_lft forever\n\
+                    5: tun0    inet6 fe80::1/64 scope link stable-privacy\n\
+                    garbage line\n";
+        let v = parse_ip_o_addr(text);
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].to_string(), "10.8.0.2/24");
+        assert_eq!(v[0].scope, "global");
+        assert_eq!(v[1].addr, "fd00:8::1000".parse::<IpAddr>().unwrap());
+        assert_eq!(v[2].scope, "link");
+    }
+
+    #[test]
+    fn veth_names_fit_ifnamsiz() {
+        assert_eq!(ifname(1, "server"), "u1-server");
+        assert_eq!(ifname(254, "averyveryverylongrole").len(), 15);
+    }
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+}
