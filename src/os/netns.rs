@@ -1,0 +1,100 @@
+//! Throwaway network namespaces for kernel-dependent tests (unit, integration, e2e).
+//!
+//! [`NetnsGuard::new`] creates a uniquely named namespace with `ip netns add`, brings its
+//! loopback up, and deletes it on drop (also when the test panics). [`NetnsGuard::run_in`]
+//! runs a closure on a scoped thread that has joined the namespace with `setns(2)`; threads
+//! that closure spawns inherit the namespace, the calling thread never changes namespace.
+//! Requires root (CAP_SYS_ADMIN) and iproute2; callers probe with `new` and skip on error.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Distinguishes namespaces created by one process.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace that exists as long as this guard.
+#[derive(Debug)]
+pub struct NetnsGuard {
+    name: String,
+    file: File,
+}
+
+impl NetnsGuard {
+    /// Creates namespace `<prefix>-<pid>-<n>` with `lo` up.
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        run_ip(&["netns", "add", &name])?;
+        // From here on the namespace exists; a failure below must still delete it, which
+        // building the guard first guarantees.
+        let file = match File::open(format!("/var/run/netns/{name}")) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = run_ip(&["netns", "del", &name]);
+                return Err(e);
+            }
+        };
+        let guard = NetnsGuard { name, file };
+        guard.ip(&["link", "set", "lo", "up"])?;
+        Ok(guard)
+    }
+
+    /// The namespace name (for `ip -n NAME …`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip -n <name> <args…>` and returns its stdout.
+    pub fn ip(&self, args: &[&str]) -> io::Result<String> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        run_ip(&full)
+    }
+
+    /// Runs `f` on a new thread inside the namespace and returns its result. A panic in `f`
+    /// is propagated to the caller.
+    pub fn run_in<F, R>(&self, f: F) -> io::Result<R>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        let fd = self.file.as_raw_fd();
+        std::thread::scope(|s| {
+            let handle = s.spawn(move || {
+                // SAFETY: fd is an open nsfs file kept alive by `self` for the whole scope.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(f())
+            });
+            match handle.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if let Err(e) = run_ip(&["netns", "del", &self.name]) {
+            tracing::warn!(netns = %self.name, error = %e, "could not delete test namespace");
+        }
+    }
+}
+
+/// Runs `ip <args>`; a non-zero exit becomes an error carrying stderr.
+fn run_ip(args: &[&str]) -> io::Result<String> {
+    let out = Command::new("ip").args(args).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
