@@ -1,1 +1,259 @@
-//! Shards: per-core event loops, io_uring and fallback drivers, batching.
+//! Shards: per-core event loops that move datagrams between one UDP socket and one tun
+//! queue, with the protocol logic plugged in through [`ShardHandler`].
+//!
+//! Two drivers implement the same contract: io_uring (`uring`, preferred) and poll(2) with
+//! non-blocking syscalls (`poll`, used when io_uring is unavailable or `FWD_DRIVER=poll`).
+//! The contract every driver keeps:
+//! - each received packet is handed over in a buffer whose first [`HEADROOM`] bytes are free,
+//!   so the handler can prepend the data-channel header in place;
+//! - outputs queued in [`Outputs`] while handling one batch are submitted together after it;
+//! - [`ShardHandler::on_tick`] runs after every batch and at least once per `tick`;
+//! - the loop returns within about one `tick` after `stop` is set (sooner with
+//!   [`Waker::wake`]), and never while the kernel still owns one of its buffers.
+
+mod outputs;
+mod poll;
+mod sys;
+mod uring;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use outputs::{Outputs, ShardStats};
+
+/// Free bytes before every received packet: the OpenVPN 2.6 AEAD header
+/// (opcode/key-id 1 + peer-id 3 + packet-id 4 + tag 16) fits exactly.
+pub const HEADROOM: usize = 24;
+
+/// Protocol logic run by a shard. All methods run on the shard's thread and must not block.
+pub trait ShardHandler: Send {
+    /// A datagram arrived on this shard's UDP socket from `from` (v4-mapped addresses already
+    /// normalized to IPv4). `buf[..HEADROOM]` is free headroom; the packet is
+    /// `buf[HEADROOM..HEADROOM + len]`. The handler may rewrite the buffer in place and queue
+    /// outputs, including ones that reference this buffer (`*_in_place`).
+    fn on_udp(&mut self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs);
+    /// A packet was read from this shard's tun queue (same headroom convention).
+    fn on_tun(&mut self, buf: &mut [u8], len: usize, out: &mut Outputs);
+    /// Called after every batch and at least every `tick`: control messages, timers,
+    /// snapshot reloads. `*_in_place` outputs are meaningless here and are dropped.
+    fn on_tick(&mut self, out: &mut Outputs);
+}
+
+/// Which driver a shard uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DriverKind {
+    /// io_uring when the kernel supports it, else poll; `FWD_DRIVER=poll|uring` overrides.
+    #[default]
+    Auto,
+    /// io_uring only; fails if unavailable.
+    Uring,
+    /// poll(2) with non-blocking recvmsg/sendto/read/write.
+    Poll,
+}
+
+/// Tunables of one shard. Defaults suit a 1500-byte tun MTU with room for jumbo frames.
+#[derive(Debug, Clone)]
+pub struct ShardOptions {
+    /// Maximum interval between [`ShardHandler::on_tick`] calls; also bounds stop latency.
+    pub tick: Duration,
+    /// Bytes per buffer including [`HEADROOM`]; larger datagrams are dropped as truncated.
+    pub buf_len: usize,
+    /// Receives kept posted on the UDP socket (io_uring) / datagrams per wakeup (poll).
+    pub udp_depth: usize,
+    /// Reads kept posted on the tun queue (io_uring) / packets per wakeup (poll).
+    pub tun_depth: usize,
+    /// Outputs that may be in flight at once (io_uring); more are dropped and counted.
+    pub tx_slots: usize,
+    /// Cap on buffers the shard allocates (receive + in-flight transmit).
+    pub max_buffers: usize,
+    /// Driver selection.
+    pub driver: DriverKind,
+}
+
+impl Default for ShardOptions {
+    fn default() -> Self {
+        ShardOptions {
+            tick: Duration::from_millis(100),
+            // 16 KiB holds a 9000-byte jumbo packet plus any OpenVPN overhead.
+            buf_len: 16 * 1024,
+            udp_depth: 64,
+            tun_depth: 32,
+            tx_slots: 256,
+            max_buffers: 1024,
+            driver: DriverKind::Auto,
+        }
+    }
+}
+
+/// The file descriptors one shard owns.
+#[derive(Debug)]
+pub struct ShardIo {
+    /// This shard's member of the SO_REUSEPORT group.
+    pub udp: UdpSocket,
+    /// This shard's tun queue.
+    pub tun: OwnedFd,
+    /// Wakes the shard from other threads.
+    pub waker: Waker,
+}
+
+impl ShardIo {
+    /// Bundles a socket and tun queue with a fresh [`Waker`].
+    pub fn new(udp: UdpSocket, tun: OwnedFd) -> io::Result<Self> {
+        Ok(ShardIo { udp, tun, waker: Waker::new()? })
+    }
+}
+
+/// Wakes a shard's event loop (an eventfd the shard always has a read posted on). Cheap to
+/// clone; safe to call from any thread.
+#[derive(Debug, Clone)]
+pub struct Waker {
+    fd: Arc<OwnedFd>,
+}
+
+impl Waker {
+    /// Creates an eventfd (blocking: io_uring needs a blocking fd to park a read on it,
+    /// and poll only reads it after POLLIN).
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Waker { fd: Arc::new(fd) })
+    }
+
+    /// Makes the shard run a batch (and `on_tick`) soon.
+    pub fn wake(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Runs a shard with default options and the given tick until `stop` is set.
+pub fn run_shard<H: ShardHandler>(
+    io: ShardIo,
+    handler: H,
+    stop: Arc<AtomicBool>,
+    tick: Duration,
+) -> io::Result<()> {
+    run_shard_with(io, handler, stop, &ShardOptions { tick, ..ShardOptions::default() })
+}
+
+/// Runs a shard until `stop` is set, picking the driver per `opts.driver`.
+pub fn run_shard_with<H: ShardHandler>(
+    io: ShardIo,
+    handler: H,
+    stop: Arc<AtomicBool>,
+    opts: &ShardOptions,
+) -> io::Result<()> {
+    let opts = sanitize(opts);
+    match resolve_driver(opts.driver) {
+        DriverKind::Poll => poll::run(io, handler, &stop, &opts),
+        DriverKind::Uring => uring::run(io, handler, &stop, &opts),
+        DriverKind::Auto => match uring::probe() {
+            Ok(()) => uring::run(io, handler, &stop, &opts),
+            Err(e) => {
+                tracing::info!(error = %e, "io_uring unavailable, using the poll driver");
+                poll::run(io, handler, &stop, &opts)
+            }
+        },
+    }
+}
+
+/// Whether the io_uring driver can run here (ring setup and every opcode it uses).
+pub fn uring_available() -> io::Result<()> {
+    uring::probe()
+}
+
+/// Spawns a shard thread named `name`, pinned to `core` when given (pinning failure is
+/// logged, not fatal: the shard still works unpinned).
+pub fn spawn_shard<H: ShardHandler + 'static>(
+    core: Option<usize>,
+    name: String,
+    io: ShardIo,
+    handler: H,
+    stop: Arc<AtomicBool>,
+    opts: ShardOptions,
+) -> io::Result<JoinHandle<io::Result<()>>> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        if let Some(id) = core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                tracing::warn!(core = id, "could not pin shard thread");
+            }
+        }
+        run_shard_with(io, handler, stop, &opts)
+    })
+}
+
+/// The driver `kind` means after applying `FWD_DRIVER`.
+fn resolve_driver(kind: DriverKind) -> DriverKind {
+    if kind != DriverKind::Auto {
+        return kind;
+    }
+    match std::env::var("FWD_DRIVER").as_deref() {
+        Ok("poll") => DriverKind::Poll,
+        Ok("uring" | "io_uring") => DriverKind::Uring,
+        _ => DriverKind::Auto,
+    }
+}
+
+/// Clamps options into the ranges the drivers rely on (non-zero depths, room past headroom,
+/// enough buffers for every posted receive).
+fn sanitize(opts: &ShardOptions) -> ShardOptions {
+    let mut o = opts.clone();
+    o.tick = o.tick.max(Duration::from_millis(1));
+    o.buf_len = o.buf_len.clamp(HEADROOM + 64, HEADROOM + 65535);
+    o.udp_depth = o.udp_depth.clamp(1, 4096);
+    o.tun_depth = o.tun_depth.clamp(1, 4096);
+    o.tx_slots = o.tx_slots.clamp(1, 16384);
+    o.max_buffers = o.max_buffers.max(o.udp_depth + o.tun_depth + 16);
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_keeps_invariants() {
+        let o = sanitize(&ShardOptions {
+            tick: Duration::ZERO,
+            buf_len: 0,
+            udp_depth: 0,
+            tun_depth: 0,
+            tx_slots: 0,
+            max_buffers: 0,
+            driver: DriverKind::Poll,
+        });
+        assert!(o.tick > Duration::ZERO);
+        assert!(o.buf_len > HEADROOM);
+        assert!(o.udp_depth >= 1 && o.tun_depth >= 1 && o.tx_slots >= 1);
+        assert!(o.max_buffers > o.udp_depth + o.tun_depth);
+    }
+
+    #[test]
+    fn waker_wakes() {
+        let w = Waker::new().unwrap();
+        w.clone().wake().unwrap();
+        let mut v = 0u64;
+        // SAFETY: reads 8 bytes into a live u64.
+        let n = unsafe { libc::read(w.fd().as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        assert_eq!((n, v), (8, 1));
+    }
+}

@@ -1,0 +1,270 @@
+//! The per-shard output queue and buffer pool shared by both drivers.
+//!
+//! Buffers are `Box<[u8]>` of one fixed length; their heap memory never moves while the
+//! kernel owns them (the box may move, its contents do not). An output either owns a pool
+//! buffer holding a copy, or references the buffer of the packet being handled
+//! (`*_in_place`), which the driver then hands over to the transmit side instead of
+//! reposting it for receive: the zero-copy path for packets sealed or opened in place.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+pub(crate) type Buf = Box<[u8]>;
+
+/// Per-shard counters; drivers and [`Outputs`] update them, the handler may read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Datagrams received on the UDP socket.
+    pub udp_rx: u64,
+    /// Packets read from the tun queue.
+    pub tun_rx: u64,
+    /// Datagrams the kernel accepted for sending.
+    pub udp_tx: u64,
+    /// Packets written to the tun queue.
+    pub tun_tx: u64,
+    /// Received datagrams dropped because they exceeded the buffer.
+    pub rx_truncated: u64,
+    /// Outputs dropped: no free buffer or transmit slot, too large, or a bad range.
+    pub tx_dropped: u64,
+    /// Sends or tun writes the kernel failed.
+    pub tx_errors: u64,
+}
+
+/// Where an output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dest {
+    Udp(SocketAddr),
+    Tun,
+}
+
+/// Bytes of one output.
+#[derive(Debug)]
+pub(crate) enum Data {
+    /// A pool buffer and the range to send.
+    Owned(Buf, Range<usize>),
+    /// A range of the buffer currently handed to the handler; resolved by the driver.
+    Current(Range<usize>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Op {
+    pub(crate) dest: Dest,
+    pub(crate) data: Data,
+}
+
+/// Outputs queued by a [`super::ShardHandler`] during one batch.
+#[derive(Debug)]
+pub struct Outputs {
+    pool: Pool,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) stats: ShardStats,
+}
+
+impl Outputs {
+    pub(crate) fn new(buf_len: usize, max_buffers: usize) -> Self {
+        Outputs {
+            pool: Pool { free: Vec::new(), len: buf_len, total: 0, max: max_buffers },
+            ops: Vec::new(),
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// Queues a copy of `data` to be sent to `to`.
+    pub fn send_udp(&mut self, to: SocketAddr, data: &[u8]) {
+        self.push_copy(Dest::Udp(to), data);
+    }
+
+    /// Queues a copy of `data` to be written to the tun queue.
+    pub fn write_tun(&mut self, data: &[u8]) {
+        self.push_copy(Dest::Tun, data);
+    }
+
+    /// Queues `buf[range]` of the buffer being handled (as passed to `on_udp`/`on_tun`) to
+    /// be sent to `to` without copying. Out-of-range outputs are dropped and counted.
+    pub fn send_udp_in_place(&mut self, to: SocketAddr, range: Range<usize>) {
+        self.ops.push(Op { dest: Dest::Udp(to), data: Data::Current(range) });
+    }
+
+    /// Queues `buf[range]` of the buffer being handled to be written to the tun queue
+    /// without copying.
+    pub fn write_tun_in_place(&mut self, range: Range<usize>) {
+        self.ops.push(Op { dest: Dest::Tun, data: Data::Current(range) });
+    }
+
+    /// Counters of this shard.
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    /// Bytes per buffer (including headroom): the largest output is this long.
+    pub fn buf_len(&self) -> usize {
+        self.pool.len
+    }
+
+    fn push_copy(&mut self, dest: Dest, data: &[u8]) {
+        if data.len() > self.pool.len {
+            self.stats.tx_dropped += 1;
+            return;
+        }
+        let Some(mut b) = self.pool.alloc() else {
+            self.stats.tx_dropped += 1;
+            return;
+        };
+        if let Some(dst) = b.get_mut(..data.len()) {
+            dst.copy_from_slice(data);
+        }
+        self.ops.push(Op { dest, data: Data::Owned(b, 0..data.len()) });
+    }
+
+    /// Resolves `Current` outputs queued since `start` against `cur`, the buffer the
+    /// handler just saw. All but the last are copied; the last takes `cur` itself. Returns
+    /// `cur` when no output kept it.
+    pub(crate) fn resolve_current(&mut self, start: usize, cur: Buf) -> Option<Buf> {
+        let mut last = None;
+        let mut i = start;
+        while i < self.ops.len() {
+            let Some(op) = self.ops.get(i) else { break };
+            if let Data::Current(r) = &op.data {
+                if r.start > r.end || r.end > cur.len() {
+                    self.ops.remove(i);
+                    self.stats.tx_dropped += 1;
+                    continue;
+                }
+                if let Some(prev) = last.replace(i) {
+                    self.copy_current(prev, &cur);
+                }
+            }
+            i += 1;
+        }
+        match last.and_then(|i| self.ops.get_mut(i)) {
+            Some(op) => {
+                if let Data::Current(r) = &op.data {
+                    op.data = Data::Owned(cur, r.clone());
+                }
+                None
+            }
+            None => Some(cur),
+        }
+    }
+
+    /// Drops `Current` outputs queued since `start` (there is no current buffer).
+    pub(crate) fn drop_current(&mut self, start: usize) {
+        let before = self.ops.len();
+        let mut i = 0;
+        self.ops.retain(|op| {
+            let keep = i < start || !matches!(op.data, Data::Current(_));
+            i += 1;
+            keep
+        });
+        self.stats.tx_dropped += (before - self.ops.len()) as u64;
+    }
+
+    fn copy_current(&mut self, idx: usize, cur: &[u8]) {
+        let Some(Op { data: Data::Current(r), .. }) = self.ops.get(idx) else { return };
+        let r = r.clone();
+        let copied = self.pool.alloc().and_then(|mut b| {
+            let src = cur.get(r.clone())?;
+            b.get_mut(..src.len())?.copy_from_slice(src);
+            Some(Data::Owned(b, 0..src.len()))
+        });
+        match copied {
+            Some(d) => {
+                if let Some(op) = self.ops.get_mut(idx) {
+                    op.data = d;
+                }
+            }
+            None => {
+                self.ops.remove(idx);
+                self.stats.tx_dropped += 1;
+            }
+        }
+    }
+
+    pub(crate) fn alloc(&mut self) -> Option<Buf> {
+        self.pool.alloc()
+    }
+
+    pub(crate) fn recycle(&mut self, b: Buf) {
+        self.pool.recycle(b);
+    }
+}
+
+/// Fixed-size buffers with a cap on how many exist.
+#[derive(Debug)]
+struct Pool {
+    free: Vec<Buf>,
+    len: usize,
+    total: usize,
+    max: usize,
+}
+
+impl Pool {
+    fn alloc(&mut self) -> Option<Buf> {
+        if let Some(b) = self.free.pop() {
+            return Some(b);
+        }
+        if self.total >= self.max {
+            return None;
+        }
+        self.total += 1;
+        Some(vec![0u8; self.len].into_boxed_slice())
+    }
+
+    fn recycle(&mut self, b: Buf) {
+        if b.len() == self.len {
+            self.free.push(b);
+        } else {
+            self.total = self.total.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(op: &Op) -> (&[u8], Range<usize>) {
+        match &op.data {
+            Data::Owned(b, r) => (b, r.clone()),
+            Data::Current(_) => panic!("unresolved"),
+        }
+    }
+
+    #[test]
+    fn copies_and_in_place_resolve() {
+        let mut out = Outputs::new(64, 8);
+        let mut cur = out.alloc().unwrap();
+        cur[30..34].copy_from_slice(b"abcd");
+        out.write_tun(b"xy");
+        out.send_udp_in_place("10.0.0.1:1".parse().unwrap(), 30..34);
+        out.write_tun_in_place(31..33);
+        out.write_tun_in_place(60..65); // out of range: dropped
+        let back = out.resolve_current(0, cur);
+        assert!(back.is_none(), "last in-place output keeps the buffer");
+        assert_eq!(out.ops.len(), 3);
+        let (b, r) = owned(&out.ops[0]);
+        assert_eq!(&b[r], b"xy");
+        let (b, r) = owned(&out.ops[1]);
+        assert_eq!(&b[r], b"abcd");
+        let (b, r) = owned(&out.ops[2]);
+        assert_eq!(&b[r], b"bc");
+        assert_eq!(out.stats.tx_dropped, 1);
+    }
+
+    #[test]
+    fn pool_cap_and_oversize_drop() {
+        let mut out = Outputs::new(16, 2);
+        out.write_tun(&[0u8; 17]);
+        out.write_tun(b"a");
+        out.write_tun(b"b");
+        out.write_tun(b"c");
+        assert_eq!(out.ops.len(), 2);
+        assert_eq!(out.stats.tx_dropped, 2);
+        let cur = vec![0u8; 16].into_boxed_slice();
+        assert!(out.resolve_current(0, cur).is_some(), "no in-place output: buffer returned");
+        out.write_tun_in_place(0..1);
+        out.drop_current(0);
+        assert_eq!(out.ops.len(), 2);
+        assert_eq!(out.stats.tx_dropped, 3);
+    }
+}

@@ -1,0 +1,194 @@
+//! Shard drivers against the real kernel, inside a throwaway network namespace: two shards
+//! (2-queue tun + 2-socket reuseport group) run an echo handler that writes every UDP
+//! payload to the tun and sends every tun packet to a collector socket. Runs once per
+//! driver; skips with a reason when namespaces, tun or io_uring are unavailable.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fwd::dataplane::{self, DriverKind, Outputs, ShardHandler, ShardIo, ShardOptions, HEADROOM};
+use fwd::os::netlink::Netlink;
+use fwd::os::netns::NetnsGuard;
+use fwd::os::tun::Tun;
+use fwd::os::udp::bind_reuseport;
+
+struct Echo {
+    collector: SocketAddr,
+    ticks: Arc<AtomicUsize>,
+    copy: bool,
+}
+
+impl ShardHandler for Echo {
+    fn on_udp(&mut self, _from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        if self.copy {
+            out.write_tun(&buf[HEADROOM..HEADROOM + len]);
+        } else {
+            out.write_tun_in_place(HEADROOM..HEADROOM + len);
+        }
+    }
+    fn on_tun(&mut self, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        // Prove the headroom is writable: tag it, and send it along.
+        buf[HEADROOM - 4..HEADROOM].copy_from_slice(b"TUN:");
+        if self.copy {
+            out.send_udp(self.collector, &buf[HEADROOM - 4..HEADROOM + len]);
+        } else {
+            out.send_udp_in_place(self.collector, HEADROOM - 4..HEADROOM + len);
+        }
+    }
+    fn on_tick(&mut self, _out: &mut Outputs) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// IPv6 + UDP packet with a correct checksum.
+fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let ulen = (8 + payload.len()) as u16;
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&ulen.to_be_bytes());
+    p.extend_from_slice(&[17, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&ulen.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&u32::from(ulen).to_be_bytes());
+    add(&[0, 0, 0, 17]);
+    add(&udp);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let ck = match !(sum as u16) {
+        0 => 0xffff,
+        c => c,
+    };
+    udp[6..8].copy_from_slice(&ck.to_be_bytes());
+    p.extend_from_slice(&udp);
+    p
+}
+
+/// Sends `send()` until `rx` receives a datagram satisfying `want`, a few attempts.
+fn exchange(rx: &UdpSocket, mut send: impl FnMut(), want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    rx.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 4096];
+    for _ in 0..10 {
+        send();
+        while let Ok(n) = rx.recv(&mut buf) {
+            if want(&buf[..n]) {
+                return buf[..n].to_vec();
+            }
+        }
+    }
+    panic!("expected datagram never arrived");
+}
+
+fn run_echo(driver: DriverKind, copy: bool) {
+    let ns = match NetnsGuard::new("fwdtest-dp") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping: cannot create network namespace: {e}");
+            return;
+        }
+    };
+    ns.run_in(|| {
+        let tun = match Tun::create("fwddp%d", 2) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("skipping: cannot create multi-queue tun: {e}");
+                return;
+            }
+        };
+        let mut nl = Netlink::open().unwrap();
+        let idx = nl.link_index(tun.name()).unwrap();
+        nl.set_link_up(idx).unwrap();
+        nl.add_address(idx, "fd00:2::1".parse().unwrap(), 64, None).unwrap();
+        nl.add_route("fd00:99::/64".parse().unwrap(), idx, None, None).unwrap();
+
+        let collector = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let inner_rx = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 6666)).unwrap();
+        let socks = bind_reuseport((Ipv4Addr::LOCALHOST, 0).into(), 2, None).unwrap();
+        let shard_addr = socks[0].local_addr().unwrap();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let opts = ShardOptions { tick: Duration::from_millis(20), driver, ..ShardOptions::default() };
+        let mut handles = Vec::new();
+        let mut wakers = Vec::new();
+        for (i, (udp, q)) in socks.into_iter().zip(tun.into_queues()).enumerate() {
+            let io = ShardIo::new(udp, q).unwrap();
+            wakers.push(io.waker.clone());
+            let h = Echo { collector: collector.local_addr().unwrap(), ticks: ticks.clone(), copy };
+            let core = (i < 2).then_some(i);
+            handles.push(dataplane::spawn_shard(core, format!("shard{i}"), io, h, stop.clone(), opts.clone()).unwrap());
+        }
+
+        // UDP -> tun: the datagram carries an IPv6 packet for the tun's own address.
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let pkt = ipv6_udp("fd00:99::2".parse().unwrap(), "fd00:2::1".parse().unwrap(), 5555, 6666, b"to-tun");
+        let got = exchange(&inner_rx, || drop(client.send_to(&pkt, shard_addr)), |d| d == b"to-tun");
+        assert_eq!(got, b"to-tun");
+
+        // tun -> UDP: the kernel routes a datagram for fd00:99::5 into the tun.
+        let sender = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).unwrap();
+        let got = exchange(
+            &collector,
+            || drop(sender.send_to(b"from-tun", "[fd00:99::5]:7777")),
+            |d| d.starts_with(b"TUN:") && d.ends_with(b"from-tun"),
+        );
+        let ip = &got[4..];
+        assert_eq!(ip[0] >> 4, 6);
+        assert_eq!(ip[6], 17, "UDP inside");
+        assert_eq!(&ip[24..40], &"fd00:99::5".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(u16::from_be_bytes([ip[42], ip[43]]), 7777);
+
+        stop.store(true, Ordering::Release);
+        for w in &wakers {
+            w.wake().unwrap();
+        }
+        for h in handles {
+            h.join().expect("shard panicked").expect("shard failed");
+        }
+        assert!(ticks.load(Ordering::Relaxed) > 0, "on_tick never ran");
+    })
+    .unwrap();
+}
+
+#[test]
+fn poll_driver_echo_in_place() {
+    run_echo(DriverKind::Poll, false);
+}
+
+#[test]
+fn poll_driver_echo_copy() {
+    run_echo(DriverKind::Poll, true);
+}
+
+#[test]
+fn uring_driver_echo_in_place() {
+    if let Err(e) = dataplane::uring_available() {
+        eprintln!("skipping: io_uring unavailable: {e}");
+        return;
+    }
+    run_echo(DriverKind::Uring, false);
+}
+
+#[test]
+fn uring_driver_echo_copy() {
+    if let Err(e) = dataplane::uring_available() {
+        eprintln!("skipping: io_uring unavailable: {e}");
+        return;
+    }
+    run_echo(DriverKind::Uring, true);
+}
