@@ -20,7 +20,7 @@ use crate::proto::wire::Opcode;
 use crate::route::{PeerId, RouteTable};
 
 use super::peers::{Peer, PeerTable};
-use super::Outputs;
+use super::{Outputs, ShardHandler};
 
 /// P_DATA_V2 peer id meaning "none, look me up by address".
 const NO_PEER_ID: u32 = 0x00FF_FFFF;
@@ -156,7 +156,7 @@ fn is_link_local_v6(a: IpAddr) -> bool {
 
 impl Forwarder {
     /// A datagram from the outside. `buf[HEADROOM..HEADROOM + len]` holds it.
-    pub fn on_udp(&self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
+    pub fn udp_in(&self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
         let Some(pkt) = buf.get(HEADROOM..HEADROOM + len) else { return };
         let Some(&first) = pkt.first() else { return };
         let op = first >> 3;
@@ -274,7 +274,7 @@ impl Forwarder {
     }
 
     /// A packet read from the tun queue. `buf[HEADROOM..HEADROOM + len]` holds it.
-    pub fn on_tun(&self, buf: &mut [u8], len: usize, out: &mut Outputs) {
+    pub fn tun_in(&self, buf: &mut [u8], len: usize, out: &mut Outputs) {
         let peer = match self.mode {
             Mode::Client => self.peers.get(PeerId(0)),
             Mode::Server { .. } => {
@@ -327,6 +327,18 @@ impl Forwarder {
             Err(_) => self.drops.count(Drop::Seal),
         }
     }
+}
+
+impl ShardHandler for Forwarder {
+    fn on_udp(&mut self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        self.udp_in(from, buf, len, out)
+    }
+
+    fn on_tun(&mut self, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        self.tun_in(buf, len, out)
+    }
+
+    fn on_tick(&mut self, _out: &mut Outputs) {}
 }
 
 /// Seal one plaintext (a keepalive ping, OCC_EXIT) for `peer` into a fresh datagram.

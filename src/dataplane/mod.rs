@@ -11,6 +11,8 @@
 //! - the loop returns within about one `tick` after `stop` is set (sooner with
 //!   [`Waker::wake`]), and never while the kernel still owns one of its buffers.
 
+pub mod forward;
+pub mod peers;
 mod outputs;
 mod poll;
 mod sys;

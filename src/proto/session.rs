@@ -182,10 +182,10 @@ impl Session {
         let mut rng = StdRng::from_seed(seed);
         let local_sid = random_sid(&mut rng);
         let tls = TlsSession::new(&cfg.tls).map_err(|e| CloseReason::Tls(e.to_string()))?;
-        let mut reliable = Reliable::new(local_sid, KeyId::new(0), now, reliable_cfg(&cfg));
+        let mut reliable = Reliable::new(local_sid, KeyId::ZERO, now, reliable_cfg(&cfg));
         reliable.queue_message(Opcode::ControlHardResetClientV2, Vec::new());
         let mut s = Session::base(cfg, now, unix_now, local_sid, rng);
-        s.keys.push(KeyState::new(KeyId::new(0), reliable, tls, now));
+        s.keys.push(KeyState::new(KeyId::ZERO, reliable, tls, now));
         Ok(s)
     }
 
@@ -201,14 +201,14 @@ impl Session {
     ) -> Result<Self, CloseReason> {
         let rng = StdRng::from_seed(seed);
         let tls = TlsSession::new(&cfg.tls).map_err(|e| CloseReason::Tls(e.to_string()))?;
-        let mut reliable = Reliable::new(local_sid, KeyId::new(0), now, reliable_cfg(&cfg));
+        let mut reliable = Reliable::new(local_sid, KeyId::ZERO, now, reliable_cfg(&cfg));
         reliable.set_remote_session(remote_sid);
         reliable.preset_after_cookie();
         let mut s = Session::base(cfg, now, unix_now, local_sid, rng);
         // The cookie reply used replay id 1.
         s.replay_tx = ReplayCounter::starting_at(2, unix_now as u32);
         s.remote_sid = Some(remote_sid);
-        s.keys.push(KeyState::new(KeyId::new(0), reliable, tls, now));
+        s.keys.push(KeyState::new(KeyId::ZERO, reliable, tls, now));
         Ok(s)
     }
 
@@ -678,7 +678,7 @@ impl Session {
             if let Some(pkt) = self.keys[i].reliable.poll_transmit(now) {
                 let mut plain = Vec::with_capacity(pkt.payload.len() + 64);
                 pkt.encode(&mut plain);
-                let replay = match self.replay_tx.next(self.unix(now) as u32) {
+                let replay = match self.replay_tx.next() {
                     Ok(r) => r,
                     Err(_) => {
                         self.close(CloseReason::Protocol("control replay counter exhausted".into()));
@@ -686,7 +686,10 @@ impl Session {
                     }
                 };
                 let mut wire = Vec::with_capacity(plain.len() + 64);
-                self.cfg.wrap.wrap(replay, &plain, &mut wire);
+                if let Err(e) = self.cfg.wrap.wrap(replay, &plain, &mut wire) {
+                    tracing::warn!("control packet not wrapped: {e}");
+                    return None;
+                }
                 return Some(wire);
             }
         }

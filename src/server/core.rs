@@ -20,7 +20,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use ring::hmac;
 
-use crate::pool::Pool;
+use crate::pool::{Pool, SlotId};
 use crate::proto::data::{Cipher, KeyBlock};
 use crate::proto::messages::{self, PeerInfo};
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
@@ -128,7 +128,7 @@ struct Conn {
 
 struct ConnPeer {
     id: PeerId,
-    pool_slot: Option<u32>,
+    pool_slot: Option<SlotId>,
     announced: bool,
     up: PeerUp,
 }
@@ -288,7 +288,7 @@ impl ServerCore {
                 let server_sid = self.cookie(slot, from, pkt.session_id);
                 let reply = ControlPacket {
                     opcode: Opcode::ControlHardResetServerV2,
-                    key_id: KeyId::new(0),
+                    key_id: KeyId::ZERO,
                     session_id: server_sid,
                     acks: vec![0],
                     remote_session_id: Some(pkt.session_id),
@@ -299,7 +299,9 @@ impl ServerCore {
                 reply.encode(&mut p);
                 let mut out = Vec::with_capacity(p.len() + 64);
                 let replay = ReplayId { id: 1, time: self.unix(now) as u32 };
-                self.settings.session.wrap.wrap(replay, &p, &mut out);
+                if self.settings.session.wrap.wrap(replay, &p, &mut out).is_err() {
+                    return;
+                }
                 self.stats.cookie_replies += 1;
                 self.transmits.push_back((from, out));
             }
@@ -525,7 +527,7 @@ impl ServerCore {
         &mut self,
         cn: &str,
         o: &ClientOverrides,
-    ) -> Result<(Option<PushedV4>, Option<PushedV6>, Option<u32>), String> {
+    ) -> Result<(Option<PushedV4>, Option<PushedV6>, Option<SlotId>), String> {
         let server_v6 = self.settings.server_v6;
         let static_v6 = o.ifconfig_ipv6_push.map(|(addr, bits, remote)| PushedV6 {
             addr,
@@ -567,7 +569,9 @@ impl ServerCore {
         match conn.peer {
             Some(peer) => {
                 if let Some(slot) = peer.pool_slot {
-                    self.pool.release(slot);
+                    if let Err(e) = self.pool.release(slot) {
+                        tracing::warn!("pool slot {slot} not released: {e}");
+                    }
                 }
                 if let Some(used) = self.peer_ids.get_mut(peer.id.0 as usize) {
                     *used = false;

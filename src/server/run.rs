@@ -18,6 +18,7 @@ use rand::RngCore;
 
 use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
 use crate::dataplane::peers::{KeyRing, Peer, PeerTable};
+use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
 use crate::os::netlink::Netlink;
 use crate::os::tun::Tun;
 use crate::os::udp;
@@ -103,7 +104,8 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
             clock,
         };
         let core = (threads > 1).then_some(i);
-        shards.push(crate::dataplane::spawn_shard(core, sock, queue, fwd, stop.clone())?);
+        let io = ShardIo::new(sock, queue)?;
+        shards.push(spawn_shard(core, format!("fwd-shard-{i}"), io, fwd, stop.clone(), ShardOptions::default())?);
     }
     if let Some(f) = plan.on_ready.take() {
         f(&dev, local);
@@ -331,7 +333,7 @@ impl Control {
         if every.is_zero() {
             return; // seconds = 0: the file is read-only for OpenVPN too
         }
-        let text = crate::pool::persist::render(&self.core.pool().persist_entries());
+        let text = crate::pool::persist::render(self.core.pool());
         if let Err(e) = crate::pool::persist::write_atomic(path, &text) {
             tracing::warn!(path = %path.display(), "ifconfig-pool-persist not written: {e}");
         }

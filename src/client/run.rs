@@ -1,0 +1,491 @@
+//! The client process: connect to a server from the `remote` list, apply what it pushes to a
+//! tun device through netlink, forward until told to stop or the connection dies, then
+//! reconnect with back-off. Everything it added to the system is removed on the way out.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use ipnet::{IpNet, Ipv4Net};
+use rand::RngCore;
+
+use crate::client::pushed::{self, IfconfigV4, PullFilter, Pushed};
+use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
+use crate::dataplane::peers::{Peer, PeerTable};
+use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
+use crate::os::netlink::Netlink;
+use crate::os::tun::Tun;
+use crate::proto::data::{Cipher, ReplayWindow, Side};
+use crate::proto::messages::{OCC_EXIT, PING_MAGIC};
+use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
+use crate::route::{PeerId, RouteTable};
+
+/// One `remote HOST [PORT] [PROTO]` entry.
+#[derive(Clone, Debug)]
+pub struct RemoteSpec {
+    pub host: String,
+    pub port: u16,
+    /// `Some(true)` for udp6, `Some(false)` for udp4, `None` either.
+    pub v6: Option<bool>,
+}
+
+/// Everything the client process needs, derived from the configuration.
+pub struct ClientPlan {
+    pub session: Arc<SessionConfig>,
+    pub remotes: Vec<RemoteSpec>,
+    pub dev: String,
+    pub local: Option<SocketAddr>,
+    pub data_ciphers: Vec<Cipher>,
+    pub data_ciphers_fallback: Option<Cipher>,
+    pub pull_filters: Vec<PullFilter>,
+    pub route_nopull: bool,
+    pub ping: Option<Duration>,
+    pub ping_restart: Option<Duration>,
+    pub tun_mtu: u16,
+    pub replay_window: (u32, u32),
+    /// `explicit-exit-notify N` (0 = off).
+    pub exit_notify: u32,
+    /// `connect-retry N`: first back-off, doubling up to 5 minutes.
+    pub connect_retry: Duration,
+    /// `resolv-retry N` seconds (`infinite` = u64::MAX).
+    pub resolv_retry: Duration,
+    /// Stop after this many failed connection attempts (tests); `None` = forever.
+    pub max_attempts: Option<u32>,
+}
+
+/// What the client did to the system for one connection, so it can be undone.
+#[derive(Default)]
+struct Applied {
+    addrs: Vec<(IpAddr, u8, Option<IpAddr>)>,
+    routes: Vec<(IpNet, Option<u32>)>,
+    /// Host routes to the server via the original gateway (redirect-gateway).
+    bypass: Vec<(IpNet, u32, Option<IpAddr>)>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Run the client until `stop` is set (or `max_attempts` connections failed).
+pub fn run(plan: ClientPlan, stop: Arc<AtomicBool>) -> Result<()> {
+    if plan.remotes.is_empty() {
+        bail!("no remote configured");
+    }
+    let tun = Tun::create(&plan.dev, 1).with_context(|| format!("creating tun device {}", plan.dev))?;
+    let dev = tun.name().to_string();
+    let queue = tun.into_queues().into_iter().next().ok_or_else(|| anyhow!("tun has no queue"))?;
+    let mut nl = Netlink::open().context("opening rtnetlink")?;
+    let ifindex = nl.link_index(&dev)?;
+    let mut backoff = plan.connect_retry.max(Duration::from_secs(1));
+    let mut failures = 0u32;
+    let mut next_remote = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let remote = &plan.remotes[next_remote % plan.remotes.len()];
+        next_remote += 1;
+        let outcome = connect_once(&plan, remote, &queue, &mut nl, ifindex, &dev, &stop);
+        match outcome {
+            Ok(Outcome::Stopped) => break,
+            Ok(Outcome::Lost(reason)) => {
+                tracing::warn!(?reason, "connection lost, reconnecting");
+                backoff = plan.connect_retry.max(Duration::from_secs(1));
+            }
+            Err(e) => {
+                tracing::warn!("connection to {}:{} failed: {e:#}", remote.host, remote.port);
+                failures += 1;
+                if plan.max_attempts.is_some_and(|m| failures >= m) {
+                    return Err(e);
+                }
+            }
+        }
+        sleep_unless_stopped(backoff, &stop);
+        backoff = (backoff * 2).min(Duration::from_secs(300));
+    }
+    Ok(())
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+enum Outcome {
+    Stopped,
+    Lost(CloseReason),
+}
+
+fn resolve(remote: &RemoteSpec, retry: Duration, stop: &AtomicBool) -> Result<SocketAddr> {
+    let deadline = Instant::now().checked_add(retry);
+    loop {
+        let found = (remote.host.as_str(), remote.port).to_socket_addrs().map(|it| {
+            it.filter(|a| remote.v6.is_none_or(|v6| a.is_ipv6() == v6)).collect::<Vec<_>>()
+        });
+        match found {
+            Ok(v) if !v.is_empty() => return Ok(v[0]),
+            Ok(_) | Err(_) if deadline.is_some_and(|d| Instant::now() >= d) || stop.load(Ordering::Relaxed) => {
+                bail!("cannot resolve {}", remote.host)
+            }
+            _ => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
+fn connect_once(
+    plan: &ClientPlan,
+    remote: &RemoteSpec,
+    queue: &OwnedFd,
+    nl: &mut Netlink,
+    ifindex: u32,
+    dev: &str,
+    stop: &Arc<AtomicBool>,
+) -> Result<Outcome> {
+    let server = resolve(remote, plan.resolv_retry, stop)?;
+    let bind: SocketAddr = match (plan.local, server) {
+        (Some(l), _) => l,
+        (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (None, SocketAddr::V6(_)) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(bind).with_context(|| format!("binding {bind}"))?;
+    sock.connect(server).with_context(|| format!("connecting UDP to {server}"))?;
+    tracing::info!(%server, "connecting");
+
+    let mut seed = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut seed);
+    let mut session = Session::new_client(plan.session.clone(), Instant::now(), unix_now(), seed)
+        .map_err(|r| anyhow!("{r:?}"))?;
+
+    // Handshake on the socket directly; the shard takes the socket over once keys exist.
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut buf = vec![0u8; 4096];
+    let mut pushed: Option<Pushed> = None;
+    let mut first_keys = None;
+    while first_keys.is_none() || pushed.is_none() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Outcome::Stopped);
+        }
+        let now = Instant::now();
+        while let Some(bytes) = session.poll_transmit(now) {
+            let _ = sock.send(&bytes);
+        }
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                Event::PushReply(opts) => {
+                    let filtered = pushed::filter(&opts, &plan.pull_filters, plan.route_nopull)?;
+                    let p = pushed::parse(&filtered);
+                    for (opt, why) in &p.ignored {
+                        tracing::debug!("pushed option ignored: {opt}: {why}");
+                    }
+                    let cipher = choose_cipher(plan, &p)?;
+                    session.set_data_params(now, DataParams { cipher, ekm: p.ekm });
+                    pushed = Some(p);
+                }
+                Event::KeysReady { key_id, cipher, key_block, .. } => {
+                    first_keys = Some((key_id, cipher, key_block));
+                }
+                Event::Closed(reason) => bail!("session closed during handshake: {reason:?}"),
+                _ => {}
+            }
+        }
+        if first_keys.is_some() && pushed.is_some() {
+            break;
+        }
+        match sock.recv(&mut buf) {
+            Ok(n) => session.handle_datagram(Instant::now(), &buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => bail!("receiving from {server}: {e}"),
+        }
+        session.handle_timeout(Instant::now());
+    }
+    let (Some(p), Some((key_id, cipher, block))) = (pushed, first_keys) else {
+        bail!("handshake ended without keys")
+    };
+
+    let peer = Arc::new(Peer::new(PeerId(p.peer_id.unwrap_or(0)), p.peer_id.is_some(), server, "server".into()));
+    let clock = Clock::new(Instant::now());
+    install_key(&peer, key_id, cipher, &block, true, plan.replay_window)?;
+    peer.touch_rx(clock.ms(Instant::now()), 0);
+    let peers = Arc::new(PeerTable::new(1));
+    peers.insert(peer.clone());
+    let mut applied = Applied::default();
+    let result = apply_pushed(nl, ifindex, dev, &p, plan, server, &mut applied).and_then(|()| {
+        tracing::info!(
+            v4 = ?p.ifconfig,
+            v6 = ?p.ifconfig_ipv6,
+            "Initialization Sequence Completed"
+        );
+        forward_loop(plan, &mut session, &peer, &peers, &p, sock, queue, clock, stop)
+    });
+    undo(nl, ifindex, &applied);
+    result
+}
+
+fn choose_cipher(plan: &ClientPlan, p: &Pushed) -> Result<Cipher> {
+    match &p.cipher {
+        Some(name) => {
+            let c = Cipher::from_name(name).ok_or_else(|| anyhow!("server pushed unknown cipher {name}"))?;
+            if plan.data_ciphers.contains(&c) || plan.data_ciphers_fallback == Some(c) {
+                Ok(c)
+            } else {
+                bail!("negotiated cipher not allowed: {name}")
+            }
+        }
+        None => plan
+            .data_ciphers_fallback
+            .ok_or_else(|| anyhow!("server pushed no cipher and no data-ciphers-fallback is set")),
+    }
+}
+
+fn install_key(
+    peer: &Peer,
+    key_id: u8,
+    cipher: Cipher,
+    block: &crate::proto::data::KeyBlock,
+    tx: bool,
+    replay: (u32, u32),
+) -> Result<()> {
+    let slot = Arc::new(forward::key_slot(key_id, cipher, block, Side::Client, ReplayWindow::new(replay.0, replay.1))?);
+    peer.update_keys(|r| {
+        r.rx.retain(|k| k.key_id != key_id);
+        r.rx.insert(0, slot.clone());
+        r.rx.truncate(2);
+        if tx || r.tx.is_none() {
+            r.tx = Some(slot);
+        }
+    });
+    Ok(())
+}
+
+fn apply_pushed(
+    nl: &mut Netlink,
+    idx: u32,
+    dev: &str,
+    p: &Pushed,
+    plan: &ClientPlan,
+    server: SocketAddr,
+    applied: &mut Applied,
+) -> Result<()> {
+    nl.set_mtu(idx, p.tun_mtu.unwrap_or(plan.tun_mtu) as u32)?;
+    nl.set_link_up(idx)?;
+    match p.ifconfig {
+        Some(IfconfigV4::Subnet { addr, netmask }) => {
+            let prefix = Ipv4Net::with_netmask(addr, netmask).map(|n| n.prefix_len()).unwrap_or(32);
+            add_addr(nl, idx, IpAddr::V4(addr), prefix, None, applied)?;
+        }
+        Some(IfconfigV4::PointToPoint { addr, peer }) => {
+            add_addr(nl, idx, IpAddr::V4(addr), 32, Some(IpAddr::V4(peer)), applied)?;
+        }
+        None => {}
+    }
+    if let Some((addr, bits, _remote)) = p.ifconfig_ipv6 {
+        add_addr(nl, idx, IpAddr::V6(addr), bits, None, applied)?;
+    }
+    for (net, _gw, metric) in &p.routes {
+        add_route(nl, idx, IpNet::V4(*net), *metric, applied, dev)?;
+    }
+    for (net, metric) in &p.routes_v6 {
+        if net.contains(&server.ip()) {
+            bypass(nl, server, applied)?;
+        }
+        add_route(nl, idx, IpNet::V6(*net), *metric, applied, dev)?;
+    }
+    if let Some(r) = p.redirect {
+        if r.ipv4 {
+            if server.is_ipv4() {
+                bypass(nl, server, applied)?;
+            }
+            for net in ["0.0.0.0/1", "128.0.0.0/1"] {
+                add_route(nl, idx, net.parse()?, None, applied, dev)?;
+            }
+        }
+        if r.ipv6 {
+            if server.is_ipv6() {
+                bypass(nl, server, applied)?;
+            }
+            for net in ["::/3", "2000::/4", "3000::/4", "fc00::/7"] {
+                add_route(nl, idx, net.parse()?, None, applied, dev)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_addr(
+    nl: &mut Netlink,
+    idx: u32,
+    addr: IpAddr,
+    prefix: u8,
+    peer: Option<IpAddr>,
+    applied: &mut Applied,
+) -> Result<()> {
+    nl.add_address(idx, addr, prefix, peer).with_context(|| format!("adding address {addr}/{prefix}"))?;
+    applied.addrs.push((addr, prefix, peer));
+    Ok(())
+}
+
+fn add_route(nl: &mut Netlink, idx: u32, net: IpNet, metric: Option<u32>, applied: &mut Applied, dev: &str) -> Result<()> {
+    nl.add_route(net, idx, None, metric).with_context(|| format!("adding route {net} dev {dev}"))?;
+    applied.routes.push((net, metric));
+    Ok(())
+}
+
+/// Keep the server reachable outside the tunnel when a pushed route would swallow it.
+fn bypass(nl: &mut Netlink, server: SocketAddr, applied: &mut Applied) -> Result<()> {
+    if applied.bypass.iter().any(|(n, _, _)| n.addr() == server.ip()) {
+        return Ok(());
+    }
+    let def = match server.ip() {
+        IpAddr::V4(_) => nl.default_route_v4()?,
+        IpAddr::V6(_) => nl.default_route_v6()?,
+    };
+    if let Some(d) = def {
+        let host = IpNet::from(server.ip());
+        nl.add_route(host, d.ifindex, d.gateway, None)?;
+        applied.bypass.push((host, d.ifindex, d.gateway));
+    }
+    Ok(())
+}
+
+fn undo(nl: &mut Netlink, idx: u32, applied: &Applied) {
+    for (net, metric) in applied.routes.iter().rev() {
+        let _ = nl.del_route(*net, idx, None, *metric);
+    }
+    for (net, oif, gw) in &applied.bypass {
+        let _ = nl.del_route(*net, *oif, *gw, None);
+    }
+    for (addr, prefix, peer) in &applied.addrs {
+        let _ = nl.del_address(idx, *addr, *prefix, *peer);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_loop(
+    plan: &ClientPlan,
+    session: &mut Session,
+    peer: &Arc<Peer>,
+    peers: &Arc<PeerTable>,
+    p: &Pushed,
+    sock: UdpSocket,
+    queue: &OwnedFd,
+    clock: Clock,
+    stop: &Arc<AtomicBool>,
+) -> Result<Outcome> {
+    let ctl_sock = sock.try_clone()?;
+    let (tx, rx) = bounded(1024);
+    let fwd = Forwarder {
+        mode: Mode::Client,
+        peers: peers.clone(),
+        routes: Arc::new(RouteTable::new()),
+        control: tx,
+        drops: Arc::new(DropCounters::default()),
+        clock,
+    };
+    let shard_stop = Arc::new(AtomicBool::new(false));
+    let io = ShardIo::new(sock, queue.try_clone()?)?;
+    let shard = spawn_shard(None, "fwd-client-shard".into(), io, fwd, shard_stop.clone(), ShardOptions::default())?;
+    let ping = p.ping.map(|s| Duration::from_secs(s.into())).or(plan.ping);
+    let ping_restart = p.ping_restart.map(|s| Duration::from_secs(s.into())).or(plan.ping_restart);
+    let outcome = control_loop(plan, session, peer, p, &ctl_sock, &rx, clock, ping, ping_restart, stop);
+    shard_stop.store(true, Ordering::Relaxed);
+    let _ = shard.join();
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+fn control_loop(
+    plan: &ClientPlan,
+    session: &mut Session,
+    peer: &Arc<Peer>,
+    p: &Pushed,
+    sock: &UdpSocket,
+    rx: &Receiver<ToControl>,
+    clock: Clock,
+    ping: Option<Duration>,
+    ping_restart: Option<Duration>,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            say_goodbye(plan, session, peer, p, sock, rx);
+            return Ok(Outcome::Stopped);
+        }
+        let now = Instant::now();
+        let wait = session
+            .poll_timeout()
+            .map_or(Duration::from_millis(500), |t| t.saturating_duration_since(now))
+            .min(Duration::from_millis(500));
+        match rx.recv_timeout(wait) {
+            Ok(ToControl::Datagram { bytes, .. }) => session.handle_datagram(Instant::now(), &bytes),
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(Outcome::Lost(CloseReason::Local("shard stopped".into()))),
+        }
+        let now = Instant::now();
+        session.handle_timeout(now);
+        while let Some(bytes) = session.poll_transmit(now) {
+            let _ = sock.send(&bytes);
+        }
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                Event::KeysReady { key_id, cipher, key_block, tx_now } => {
+                    install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?
+                }
+                Event::TxSwitch { key_id } => peer.update_keys(|r| {
+                    if let Some(k) = r.rx_key(key_id).cloned() {
+                        r.tx = Some(k);
+                    }
+                }),
+                Event::KeyRetired { key_id } => peer.update_keys(|r| {
+                    r.rx.retain(|k| k.key_id != key_id);
+                    if r.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
+                        r.tx = r.rx.first().cloned();
+                    }
+                }),
+                Event::Closed(reason) => return Ok(Outcome::Lost(reason)),
+                _ => {}
+            }
+        }
+        let now_ms = clock.ms(now);
+        if let Some(ping) = ping {
+            if now_ms.saturating_sub(peer.stats.last_tx_ms.load(Ordering::Relaxed)) >= ping.as_millis() as u64 {
+                if let Some(b) = forward::seal_one(peer, &PING_MAGIC) {
+                    if sock.send(&b).is_ok() {
+                        peer.touch_tx(now_ms, b.len());
+                    }
+                }
+            }
+        }
+        if let Some(limit) = ping_restart {
+            if now_ms.saturating_sub(peer.stats.last_rx_ms.load(Ordering::Relaxed)) > limit.as_millis() as u64 {
+                return Ok(Outcome::Lost(CloseReason::Local("ping-restart".into())));
+            }
+        }
+    }
+}
+
+/// `explicit-exit-notify`: `EXIT` over the control channel when the server offered cc-exit,
+/// else OCC_EXIT data packets once a second.
+fn say_goodbye(plan: &ClientPlan, session: &mut Session, peer: &Peer, p: &Pushed, sock: &UdpSocket, rx: &Receiver<ToControl>) {
+    if plan.exit_notify == 0 {
+        return;
+    }
+    if p.cc_exit {
+        session.send_text("EXIT");
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            let now = Instant::now();
+            while let Some(b) = session.poll_transmit(now) {
+                let _ = sock.send(&b);
+            }
+            if let Ok(ToControl::Datagram { bytes, .. }) = rx.recv_timeout(Duration::from_millis(50)) {
+                session.handle_datagram(Instant::now(), &bytes);
+            }
+        }
+    } else if let Some(b) = forward::seal_one(peer, &OCC_EXIT) {
+        let _ = sock.send(&b);
+    }
+}
