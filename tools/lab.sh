@@ -14,12 +14,14 @@
 #   tools/lab.sh spawn ROLE LOG CMD... start CMD in the background, output to LOG; its PID is
 #                                    recorded and killed by `down`
 #   tools/lab.sh addr ROLE [4|6]     print ROLE's first underlay address
+#   tools/lab.sh pki DIR [CLIENT...] write a test PKI (CA, server, clients, tls-crypt key) to DIR
 #   tools/lab.sh status              list the lab's namespaces, links and recorded PIDs
 #   tools/lab.sh down                kill recorded PIDs, delete the namespaces
 #
 # Library use (perf scripts): `source tools/lab.sh` defines lab_up / lab_down / lab_exec /
-# lab_spawn / lab_addr; call `trap lab_down EXIT` right after sourcing so the lab is torn down
-# whatever happens. When sourced, the state directory is private to the calling process.
+# lab_spawn / lab_kill / lab_addr / lab_wait_log / lab_pki; call `trap lab_down EXIT` right
+# after sourcing so the lab is torn down whatever happens. When sourced, only the lab made by
+# this process's lab_up is ever used (never the CLI's "current" lab).
 
 set -o pipefail
 
@@ -31,7 +33,7 @@ _lab_die() { echo "lab.sh: $*" >&2; return 1; }
 _lab_state_dir() {
     if [[ -n ${_LAB_DIR:-} ]]; then
         echo "$_LAB_DIR"
-    elif [[ -L $FWD_LAB_STATE_ROOT/current ]]; then
+    elif [[ -z ${_LAB_SOURCED:-} && -L $FWD_LAB_STATE_ROOT/current ]]; then
         readlink -f "$FWD_LAB_STATE_ROOT/current"
     else
         return 1
@@ -182,6 +184,36 @@ lab_down() { # tear down the current lab: kill recorded PIDs, delete namespaces
     return 0
 }
 
+lab_pki() { # DIR [CLIENT...]: test PKI like tests/common/pki.rs (default clients client1 client2)
+    local dir=$1 name eku
+    shift
+    local clients=("$@")
+    ((${#clients[@]})) || clients=(client1 client2)
+    mkdir -p "$dir" || return 1
+    (
+        set -e
+        cd "$dir"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout ca.key -out ca.crt -subj /CN=fwd-test-ca -days 3650 \
+            -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+        local serial=4096
+        for name in server "${clients[@]}"; do
+            eku=clientAuth
+            [[ $name == server ]] && eku=serverAuth
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -keyout "$name.key" -out "$name.csr" -subj "/CN=$name" 2>/dev/null
+            printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
+                'keyUsage=critical,digitalSignature' "extendedKeyUsage=$eku" \
+                'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid' >"$name.ext"
+            serial=$((serial + 1))
+            openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -set_serial "$serial" \
+                -days 3650 -sha256 -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+        done
+        openvpn --genkey secret tc.key
+    )
+}
+
 lab_status() {
     local dir
     dir=$(_lab_state_dir) || { echo "no lab is up"; return 0; }
@@ -225,6 +257,10 @@ _lab_main() {
         lab_spawn "$@"
         ;;
     addr) lab_addr "$@" ;;
+    pki)
+        (($# >= 1)) || { _lab_die "usage: $0 pki DIR [CLIENT...]"; exit 2; }
+        lab_pki "$@"
+        ;;
     status) lab_status ;;
     *)
         sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
@@ -236,4 +272,6 @@ _lab_main() {
 # Run as a command unless sourced.
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     _lab_main "$@"
+else
+    _LAB_SOURCED=1
 fi

@@ -387,6 +387,11 @@ impl Pool {
         }
     }
 
+    /// All slot ids of this pool, in index order.
+    pub fn slot_ids(&self) -> impl Iterator<Item = SlotId> + '_ {
+        (0..self.capacity()).map(SlotId)
+    }
+
     /// Whether the slot is currently leased.
     pub fn is_in_use(&self, slot: SlotId) -> bool {
         self.slot(slot).is_some_and(|s| s.in_use)
