@@ -19,7 +19,7 @@ use crate::dataplane::peers::{Peer, PeerTable};
 use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
 use crate::os::netlink::Netlink;
 use crate::os::tun::Tun;
-use crate::proto::data::{Cipher, ReplayWindow, Side};
+use crate::proto::data::{Cipher, Side};
 use crate::proto::messages::{OCC_EXIT, PING_MAGIC};
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
 use crate::route::{PeerId, RouteTable};
@@ -46,7 +46,7 @@ pub struct ClientPlan {
     pub ping: Option<Duration>,
     pub ping_restart: Option<Duration>,
     pub tun_mtu: u16,
-    pub replay_window: (u32, u32),
+    pub replay_window: (u32, u64),
     /// `explicit-exit-notify N` (0 = off).
     pub exit_notify: u32,
     /// `connect-retry N`: first back-off, doubling up to 5 minutes.
@@ -246,9 +246,9 @@ fn install_key(
     cipher: Cipher,
     block: &crate::proto::data::KeyBlock,
     tx: bool,
-    replay: (u32, u32),
+    replay: (u32, u64),
 ) -> Result<()> {
-    let slot = Arc::new(forward::key_slot(key_id, cipher, block, Side::Client, ReplayWindow::new(replay.0, replay.1))?);
+    let slot = Arc::new(forward::key_slot(key_id, cipher, block, Side::Client, replay)?);
     peer.update_keys(|r| {
         r.rx.retain(|k| k.key_id != key_id);
         r.rx.insert(0, slot.clone());

@@ -358,8 +358,10 @@ pub fn key_slot(
     cipher: data::Cipher,
     block: &data::KeyBlock,
     side: data::Side,
-    replay: data::ReplayWindow,
-) -> Result<super::peers::KeySlot, data::KeyError> {
+    replay_window: (u32, u64),
+) -> Result<super::peers::KeySlot, data::DataKeyError> {
     let (tx, rx) = data::data_keys(cipher, block, side)?;
+    // The window size was validated with the configuration; fall back to the default anyway.
+    let replay = data::ReplayWindow::new(replay_window.0, replay_window.1).unwrap_or_default();
     Ok(super::peers::KeySlot { key_id, cipher, tx, rx, replay: std::sync::Mutex::new(replay) })
 }

@@ -22,7 +22,7 @@ use crate::proto::data::{Cipher, KeyBlock};
 use crate::proto::keys::{self, KeyMethod2};
 use crate::proto::messages::{self, ControlMessage, PushReplyAccumulator};
 use crate::proto::reliable::{Reliable, ReliableConfig};
-use crate::proto::tls::{TlsSession, TlsSide};
+use crate::proto::tls::TlsSession;
 use crate::proto::wire::{ControlPacket, KeyId, Opcode, SessionId};
 use crate::proto::wrap::{ReplayCounter, ReplayWindow, WrapKeys};
 
@@ -34,6 +34,23 @@ const LINGER: Duration = Duration::from_secs(5);
 /// Upper bound for buffered control-channel plaintext; a peer sending more without a NUL is
 /// broken or hostile.
 const MAX_PLAINTEXT: usize = 64 * 1024;
+
+/// The TLS configuration of one side; each key state gets a fresh TLS session from it.
+#[derive(Clone)]
+pub enum TlsSide {
+    Server(Arc<rustls::ServerConfig>),
+    Client(Arc<rustls::ClientConfig>),
+}
+
+impl TlsSide {
+    fn session(&self) -> Result<TlsSession, CloseReason> {
+        match self {
+            TlsSide::Server(c) => TlsSession::new_server(c.clone()),
+            TlsSide::Client(c) => TlsSession::new_client(c.clone()),
+        }
+        .map_err(|e| CloseReason::Tls(e.to_string()))
+    }
+}
 
 /// Which end of the TLS connection this session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +198,7 @@ impl Session {
     ) -> Result<Self, CloseReason> {
         let mut rng = StdRng::from_seed(seed);
         let local_sid = random_sid(&mut rng);
-        let tls = TlsSession::new(&cfg.tls).map_err(|e| CloseReason::Tls(e.to_string()))?;
+        let tls = cfg.tls.session()?;
         let mut reliable = Reliable::new(local_sid, KeyId::ZERO, now, reliable_cfg(&cfg));
         reliable.queue_message(Opcode::ControlHardResetClientV2, Vec::new());
         let mut s = Session::base(cfg, now, unix_now, local_sid, rng);
@@ -200,7 +217,7 @@ impl Session {
         seed: [u8; 32],
     ) -> Result<Self, CloseReason> {
         let rng = StdRng::from_seed(seed);
-        let tls = TlsSession::new(&cfg.tls).map_err(|e| CloseReason::Tls(e.to_string()))?;
+        let tls = cfg.tls.session()?;
         let mut reliable = Reliable::new(local_sid, KeyId::ZERO, now, reliable_cfg(&cfg));
         reliable.set_remote_session(remote_sid);
         reliable.preset_after_cookie();
@@ -366,7 +383,7 @@ impl Session {
     /// Make a new primary key state (`key_id`) and send our soft reset; the previous primary
     /// becomes the lame duck.
     fn begin_key_state(&mut self, now: Instant, key_id: KeyId) -> Result<(), CloseReason> {
-        let tls = TlsSession::new(&self.cfg.tls).map_err(|e| CloseReason::Tls(e.to_string()))?;
+        let tls = self.cfg.tls.session()?;
         let mut reliable = Reliable::new(self.local_sid, key_id, now, reliable_cfg(&self.cfg));
         if let Some(r) = self.remote_sid {
             reliable.set_remote_session(r);

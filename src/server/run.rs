@@ -23,7 +23,7 @@ use crate::os::netlink::Netlink;
 use crate::os::tun::Tun;
 use crate::os::udp;
 use crate::pool::Pool;
-use crate::proto::data::{ReplayWindow, Side};
+use crate::proto::data::Side;
 use crate::proto::messages::PING_MAGIC;
 use crate::proto::session::CloseReason;
 use crate::route::{RouteChange, RouteTable};
@@ -63,7 +63,7 @@ pub struct ServerPlan {
     pub ping: Option<Duration>,
     pub ping_restart: Option<Duration>,
     pub client_to_client: bool,
-    pub replay_window: (u32, u32),
+    pub replay_window: (u32, u64),
     pub persist: Option<(PathBuf, Duration)>,
     pub status: Option<(PathBuf, Duration, u8)>,
     pub exit_notify: bool,
@@ -166,7 +166,7 @@ struct Control {
     routes: Arc<RouteTable>,
     sock: UdpSocket,
     clock: Clock,
-    replay_window: (u32, u32),
+    replay_window: (u32, u64),
     ping: Option<Duration>,
     ping_restart: Option<Duration>,
     persist: Option<(PathBuf, Duration)>,
@@ -249,8 +249,7 @@ impl Control {
             }
             ServerEvent::Keys { peer_id, key_id, cipher, key_block, tx_now } => {
                 let Some(peer) = self.peers.get(peer_id) else { return };
-                let replay = ReplayWindow::new(self.replay_window.0, self.replay_window.1);
-                match forward::key_slot(key_id, cipher, &key_block, Side::Server, replay) {
+                match forward::key_slot(key_id, cipher, &key_block, Side::Server, self.replay_window) {
                     Ok(slot) => {
                         let slot = Arc::new(slot);
                         peer.update_keys(|r: &mut KeyRing| {
