@@ -277,3 +277,25 @@ fn subject_oneline_matches_openssl() {
     assert_eq!(info.subject_oneline(), expected);
     assert_eq!(info.common_name(), Some("Tëst-Server"));
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes and single-byte corruptions of a real certificate never panic the parser.
+    #[test]
+    fn parser_never_panics(junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+                           pos in 0usize..4096, val in proptest::prelude::any::<u8>()) {
+        let _ = LeafInfo::parse(&junk);
+        static CERT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let der = CERT.get_or_init(|| {
+            let ca = ca();
+            leaf(&ca, &[(DnType::CommonName, "fuzz")], vec![KeyUsagePurpose::DigitalSignature],
+                 vec![ExtendedKeyUsagePurpose::ClientAuth]).2
+        });
+        let mut m = der.clone();
+        let i = pos % m.len();
+        m[i] = val;
+        if let Ok(info) = LeafInfo::parse(&m) {
+            let _ = info.subject_oneline();
+            let _ = check_common_name(&info);
+        }
+    }
+}
