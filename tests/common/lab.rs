@@ -166,6 +166,7 @@ pub struct Lab {
     links: u32,
     children: Vec<Spawned>,
     dir: Option<tempfile::TempDir>,
+    keep_on_panic: bool,
 }
 
 impl Lab {
@@ -191,6 +192,7 @@ impl Lab {
             links: 0,
             children: Vec::new(),
             dir: Some(dir),
+            keep_on_panic: true,
         }
     }
 
@@ -206,6 +208,12 @@ impl Lab {
                 None
             }
         }
+    }
+
+    /// Whether a panic keeps the lab directory (default true; tests that panic on purpose
+    /// turn it off so they leave nothing behind).
+    pub fn keep_on_panic(&mut self, keep: bool) {
+        self.keep_on_panic = keep;
     }
 
     /// The lab's id, `fwdt-<pid>-<n>`; namespace names are `<id>-<role>`.
@@ -591,7 +599,7 @@ impl Drop for Lab {
                 );
             }
         }
-        let keep = panicking || std::env::var_os("FWD_LAB_KEEP").is_some();
+        let keep = (panicking && self.keep_on_panic) || std::env::var_os("FWD_LAB_KEEP").is_some();
         if let (true, Some(dir)) = (keep, self.dir.take()) {
             let path = dir.keep();
             report.push_str(&format!(
