@@ -80,6 +80,7 @@ fn lab_underlay_and_teardown() {
     let (tx, rx) = std::sync::mpsc::channel();
     let joined = std::thread::spawn(move || {
         let mut lab = Lab::new("selftest-panic");
+        lab.keep_on_panic(false);
         let (nss, pid, _) = build(&mut lab);
         let _ = tx.send((nss, pid));
         panic!("intentional panic to exercise teardown");

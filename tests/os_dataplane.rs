@@ -81,7 +81,8 @@ fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]
 
 /// Sends `send()` until `rx` receives a datagram satisfying `want`, a few attempts.
 fn exchange(rx: &UdpSocket, mut send: impl FnMut(), want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
-    rx.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     for _ in 0..10 {
         send();
@@ -113,8 +114,10 @@ fn run_echo(driver: DriverKind, copy: bool) {
         let mut nl = Netlink::open().unwrap();
         let idx = nl.link_index(tun.name()).unwrap();
         nl.set_link_up(idx).unwrap();
-        nl.add_address(idx, "fd00:2::1".parse().unwrap(), 64, None).unwrap();
-        nl.add_route("fd00:99::/64".parse().unwrap(), idx, None, None).unwrap();
+        nl.add_address(idx, "fd00:2::1".parse().unwrap(), 64, None)
+            .unwrap();
+        nl.add_route("fd00:99::/64".parse().unwrap(), idx, None, None)
+            .unwrap();
 
         let collector = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let inner_rx = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 6666)).unwrap();
@@ -123,21 +126,49 @@ fn run_echo(driver: DriverKind, copy: bool) {
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicUsize::new(0));
-        let opts = ShardOptions { tick: Duration::from_millis(20), driver, ..ShardOptions::default() };
+        let opts = ShardOptions {
+            tick: Duration::from_millis(20),
+            driver,
+            ..ShardOptions::default()
+        };
         let mut handles = Vec::new();
         let mut wakers = Vec::new();
         for (i, (udp, q)) in socks.into_iter().zip(tun.into_queues()).enumerate() {
             let io = ShardIo::new(udp, q).unwrap();
             wakers.push(io.waker.clone());
-            let h = Echo { collector: collector.local_addr().unwrap(), ticks: ticks.clone(), copy };
+            let h = Echo {
+                collector: collector.local_addr().unwrap(),
+                ticks: ticks.clone(),
+                copy,
+            };
             let core = (i < 2).then_some(i);
-            handles.push(dataplane::spawn_shard(core, format!("shard{i}"), io, h, stop.clone(), opts.clone()).unwrap());
+            handles.push(
+                dataplane::spawn_shard(
+                    core,
+                    format!("shard{i}"),
+                    io,
+                    h,
+                    stop.clone(),
+                    opts.clone(),
+                )
+                .unwrap(),
+            );
         }
 
         // UDP -> tun: the datagram carries an IPv6 packet for the tun's own address.
         let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let pkt = ipv6_udp("fd00:99::2".parse().unwrap(), "fd00:2::1".parse().unwrap(), 5555, 6666, b"to-tun");
-        let got = exchange(&inner_rx, || drop(client.send_to(&pkt, shard_addr)), |d| d == b"to-tun");
+        let pkt = ipv6_udp(
+            "fd00:99::2".parse().unwrap(),
+            "fd00:2::1".parse().unwrap(),
+            5555,
+            6666,
+            b"to-tun",
+        );
+        let got = exchange(
+            &inner_rx,
+            || drop(client.send_to(&pkt, shard_addr)),
+            |d| d == b"to-tun",
+        );
         assert_eq!(got, b"to-tun");
 
         // tun -> UDP: the kernel routes a datagram for fd00:99::5 into the tun.
@@ -150,7 +181,10 @@ fn run_echo(driver: DriverKind, copy: bool) {
         let ip = &got[4..];
         assert_eq!(ip[0] >> 4, 6);
         assert_eq!(ip[6], 17, "UDP inside");
-        assert_eq!(&ip[24..40], &"fd00:99::5".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(
+            &ip[24..40],
+            &"fd00:99::5".parse::<Ipv6Addr>().unwrap().octets()
+        );
         assert_eq!(u16::from_be_bytes([ip[42], ip[43]]), 7777);
 
         stop.store(true, Ordering::Release);

@@ -28,7 +28,8 @@ fn multiqueue_tun_reads_kernel_packets() {
         let mut nl = Netlink::open().unwrap();
         let idx = nl.link_index(tun.name()).unwrap();
         nl.set_link_up(idx).unwrap();
-        nl.add_address(idx, "fd00:1::1".parse().unwrap(), 64, None).unwrap();
+        nl.add_address(idx, "fd00:1::1".parse().unwrap(), 64, None)
+            .unwrap();
 
         // A datagram to an on-link address leaves through the tun; the kernel picks a queue
         // per flow, so poll both.

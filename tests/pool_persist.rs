@@ -198,3 +198,57 @@ fn atomic_save_keeps_permissions() {
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// Golden behaviour observed with the real `openvpn` 2.6.14 binary (verb 5 "IFCONFIG POOL LIST"
+/// after `ifconfig_pool_read`) for `server 10.8.0.0 255.255.255.0` + `topology net30` +
+/// `server-ipv6 2001:db8:0:123::/64` + `ifconfig-pool-persist ipp.txt 0`:
+/// `IFCONFIG POOL IPv4: base=10.8.0.4 size=62`, slots set: alice→1, bob→3 (invalid IPv4, IPv6
+/// used), carol→4 (IPv4 wins over IPv6 ::1009), dave out of range.
+#[test]
+fn matches_openvpn_2_6_read_of_dual_stack_net30_file() {
+    let text = "alice,10.8.0.8,2001:db8:0:123::1001\n\
+                bob,10.8.0.999,2001:db8:0:123::1003\n\
+                carol,10.8.0.20,2001:db8:0:123::1009\n\
+                dave,10.9.0.1,\n";
+    let (entries, mut warnings) = persist::parse(text);
+    let mut p = Pool::new(cfg(Some(V4Mode::Net30), true)).unwrap();
+    assert_eq!(p.capacity(), 62);
+    warnings.extend(p.restore(&entries, RestoreMode::Fixed));
+    let lines: Vec<_> = warnings.iter().map(|w| w.line).collect();
+    assert_eq!(lines, [Some(2), Some(3), Some(4)], "{warnings:?}");
+    assert_eq!(
+        persist::render(&p),
+        "alice,10.8.0.8,2001:db8:0:123::1001\n\
+         bob,10.8.0.16,2001:db8:0:123::1003\n\
+         carol,10.8.0.20,2001:db8:0:123::1004\n"
+    );
+}
+
+/// Golden behaviour of `openvpn` 2.6.14 for an IPv6-only server (`ifconfig-ipv6
+/// fd00:0:0:1::1/64 …` + `ifconfig-ipv6-pool fd00:0:0:1::100/120`): the pool start is bumped to
+/// `::101`, size 255; alice→slot 9, bob→slot 254 (its IPv4 is ignored), carol (`::100`) out of
+/// range.
+#[test]
+fn matches_openvpn_2_6_read_of_ipv6_only_file() {
+    let text = "alice,,fd00:0:0:1::10a\nbob,10.8.0.2,fd00:0:0:1::1ff\ncarol,,fd00:0:0:1::100\n";
+    let (entries, warnings) = persist::parse(text);
+    assert!(warnings.is_empty());
+    let mut p = Pool::new(PoolConfig {
+        v4: None,
+        v6: Some(PoolV6 {
+            base: v6("fd00:0:0:1::100"),
+            prefix_len: 120,
+        }),
+        duplicate_cn: false,
+    })
+    .unwrap();
+    assert_eq!(p.capacity(), 255);
+    assert_eq!(p.v6_base(), Some(v6("fd00:0:0:1::101")));
+    let w = p.restore(&entries, RestoreMode::Fixed);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].line, Some(3));
+    assert_eq!(
+        persist::render(&p),
+        "alice,,fd00:0:0:1::10a\nbob,,fd00:0:0:1::1ff\n"
+    );
+}

@@ -106,7 +106,11 @@ pub struct ShardIo {
 impl ShardIo {
     /// Bundles a socket and tun queue with a fresh [`Waker`].
     pub fn new(udp: UdpSocket, tun: OwnedFd) -> io::Result<Self> {
-        Ok(ShardIo { udp, tun, waker: Waker::new()? })
+        Ok(ShardIo {
+            udp,
+            tun,
+            waker: Waker::new()?,
+        })
     }
 }
 
@@ -154,7 +158,15 @@ pub fn run_shard<H: ShardHandler>(
     stop: Arc<AtomicBool>,
     tick: Duration,
 ) -> io::Result<()> {
-    run_shard_with(io, handler, stop, &ShardOptions { tick, ..ShardOptions::default() })
+    run_shard_with(
+        io,
+        handler,
+        stop,
+        &ShardOptions {
+            tick,
+            ..ShardOptions::default()
+        },
+    )
 }
 
 /// Runs a shard until `stop` is set, picking the driver per `opts.driver`.

@@ -63,7 +63,12 @@ pub struct Outputs {
 impl Outputs {
     pub(crate) fn new(buf_len: usize, max_buffers: usize) -> Self {
         Outputs {
-            pool: Pool { free: Vec::new(), len: buf_len, total: 0, max: max_buffers },
+            pool: Pool {
+                free: Vec::new(),
+                len: buf_len,
+                total: 0,
+                max: max_buffers,
+            },
             ops: Vec::new(),
             stats: ShardStats::default(),
         }
@@ -82,13 +87,19 @@ impl Outputs {
     /// Queues `buf[range]` of the buffer being handled (as passed to `on_udp`/`on_tun`) to
     /// be sent to `to` without copying. Out-of-range outputs are dropped and counted.
     pub fn send_udp_in_place(&mut self, to: SocketAddr, range: Range<usize>) {
-        self.ops.push(Op { dest: Dest::Udp(to), data: Data::Current(range) });
+        self.ops.push(Op {
+            dest: Dest::Udp(to),
+            data: Data::Current(range),
+        });
     }
 
     /// Queues `buf[range]` of the buffer being handled to be written to the tun queue
     /// without copying.
     pub fn write_tun_in_place(&mut self, range: Range<usize>) {
-        self.ops.push(Op { dest: Dest::Tun, data: Data::Current(range) });
+        self.ops.push(Op {
+            dest: Dest::Tun,
+            data: Data::Current(range),
+        });
     }
 
     /// Counters of this shard.
@@ -113,7 +124,10 @@ impl Outputs {
         if let Some(dst) = b.get_mut(..data.len()) {
             dst.copy_from_slice(data);
         }
-        self.ops.push(Op { dest, data: Data::Owned(b, 0..data.len()) });
+        self.ops.push(Op {
+            dest,
+            data: Data::Owned(b, 0..data.len()),
+        });
     }
 
     /// Resolves `Current` outputs queued since `start` against `cur`, the buffer the
@@ -160,7 +174,13 @@ impl Outputs {
     }
 
     fn copy_current(&mut self, idx: usize, cur: &[u8]) {
-        let Some(Op { data: Data::Current(r), .. }) = self.ops.get(idx) else { return };
+        let Some(Op {
+            data: Data::Current(r),
+            ..
+        }) = self.ops.get(idx)
+        else {
+            return;
+        };
         let r = r.clone();
         let copied = self.pool.alloc().and_then(|mut b| {
             let src = cur.get(r.clone())?;
@@ -261,7 +281,10 @@ mod tests {
         assert_eq!(out.ops.len(), 2);
         assert_eq!(out.stats.tx_dropped, 2);
         let cur = vec![0u8; 16].into_boxed_slice();
-        assert!(out.resolve_current(0, cur).is_some(), "no in-place output: buffer returned");
+        assert!(
+            out.resolve_current(0, cur).is_some(),
+            "no in-place output: buffer returned"
+        );
         out.write_tun_in_place(0..1);
         out.drop_current(0);
         assert_eq!(out.ops.len(), 2);

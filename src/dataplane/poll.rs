@@ -12,20 +12,39 @@ use super::sys;
 use super::{ShardHandler, ShardIo, ShardOptions, HEADROOM};
 use crate::os::set_nonblocking;
 
-pub(crate) fn run<H: ShardHandler>(io: ShardIo, mut handler: H, stop: &AtomicBool, opts: &ShardOptions) -> io::Result<()> {
+pub(crate) fn run<H: ShardHandler>(
+    io: ShardIo,
+    mut handler: H,
+    stop: &AtomicBool,
+    opts: &ShardOptions,
+) -> io::Result<()> {
     let udp = io.udp.as_fd();
     let tun = io.tun.as_fd();
     set_nonblocking(udp, true)?;
     set_nonblocking(tun, true)?;
     let family = sys::socket_family(udp)?;
     let mut out = Outputs::new(opts.buf_len, opts.max_buffers);
-    let timeout_ms = libc::c_int::try_from(opts.tick.as_millis()).unwrap_or(libc::c_int::MAX).max(1);
+    let timeout_ms = libc::c_int::try_from(opts.tick.as_millis())
+        .unwrap_or(libc::c_int::MAX)
+        .max(1);
 
     while !stop.load(Ordering::Acquire) {
         let mut fds = [
-            libc::pollfd { fd: udp.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: tun.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: io.waker.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: udp.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: tun.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: io.waker.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: fds is a live array of 3 pollfd.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout_ms) };
@@ -56,9 +75,16 @@ pub(crate) fn run<H: ShardHandler>(io: ShardIo, mut handler: H, stop: &AtomicBoo
     Ok(())
 }
 
-fn recv_udp<H: ShardHandler>(udp: BorrowedFd<'_>, handler: &mut H, out: &mut Outputs, batch: usize) -> io::Result<()> {
+fn recv_udp<H: ShardHandler>(
+    udp: BorrowedFd<'_>,
+    handler: &mut H,
+    out: &mut Outputs,
+    batch: usize,
+) -> io::Result<()> {
     for _ in 0..batch {
-        let Some(mut b) = out.alloc() else { return Ok(()) };
+        let Some(mut b) = out.alloc() else {
+            return Ok(());
+        };
         let res = match b.get_mut(HEADROOM..) {
             Some(payload) => sys::recv_from(udp, payload),
             None => Err(io::ErrorKind::InvalidInput.into()),
@@ -93,9 +119,16 @@ fn recv_udp<H: ShardHandler>(udp: BorrowedFd<'_>, handler: &mut H, out: &mut Out
     Ok(())
 }
 
-fn read_tun<H: ShardHandler>(tun: BorrowedFd<'_>, handler: &mut H, out: &mut Outputs, batch: usize) -> io::Result<()> {
+fn read_tun<H: ShardHandler>(
+    tun: BorrowedFd<'_>,
+    handler: &mut H,
+    out: &mut Outputs,
+    batch: usize,
+) -> io::Result<()> {
     for _ in 0..batch {
-        let Some(mut b) = out.alloc() else { return Ok(()) };
+        let Some(mut b) = out.alloc() else {
+            return Ok(());
+        };
         let res = match b.get_mut(HEADROOM..) {
             Some(payload) => crate::os::tun::read_fd(tun, payload),
             None => Err(io::ErrorKind::InvalidInput.into()),
@@ -130,7 +163,9 @@ fn flush(udp: BorrowedFd<'_>, tun: BorrowedFd<'_>, family: libc::c_int, out: &mu
     let mut st = sys::zeroed_storage();
     for op in ops {
         // `Current` never reaches here: the driver resolves or drops it after each callback.
-        let Data::Owned(b, range) = op.data else { continue };
+        let Data::Owned(b, range) = op.data else {
+            continue;
+        };
         let Some(data) = b.get(range) else {
             out.stats.tx_dropped += 1;
             out.recycle(b);
@@ -153,5 +188,8 @@ fn flush(udp: BorrowedFd<'_>, tun: BorrowedFd<'_>, family: libc::c_int, out: &mu
 
 /// Errors that mean the fd itself is unusable, as opposed to one datagram failing.
 pub(crate) fn is_fatal(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EBADF | libc::EBADFD | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::EBADFD | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT)
+    )
 }

@@ -12,21 +12,34 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use crate::os::udp::{normalize, to_v6_mapped};
 
 /// Decodes a kernel-filled sockaddr of `len` bytes.
-pub(crate) fn from_sockaddr(st: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(crate) fn from_sockaddr(
+    st: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     let len = len as usize;
     match libc::c_int::from(st.ss_family) {
         libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: family and length say the storage holds a sockaddr_in; storage is
             // aligned for every sockaddr type.
-            let sin = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 =
+                unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            let a = SocketAddrV6::new(ip, u16::from_be(sin6.sin6_port), sin6.sin6_flowinfo, sin6.sin6_scope_id);
+            let a = SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            );
             Some(normalize(SocketAddr::V6(a)))
         }
         _ => None,
@@ -40,24 +53,34 @@ pub(crate) fn to_sockaddr(
     family: libc::c_int,
     st: &mut libc::sockaddr_storage,
 ) -> Option<libc::socklen_t> {
-    let addr = if family == libc::AF_INET6 { to_v6_mapped(addr) } else { normalize(addr) };
+    let addr = if family == libc::AF_INET6 {
+        to_v6_mapped(addr)
+    } else {
+        normalize(addr)
+    };
     match addr {
         SocketAddr::V4(a) if family == libc::AF_INET => {
             // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin = unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            };
             sin.sin_zero = [0; 8];
             Some(mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
         }
         SocketAddr::V6(a) if family == libc::AF_INET6 => {
             // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            let sin6 = unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 =
+                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = a.port().to_be();
             sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
             sin6.sin6_scope_id = a.scope_id();
             Some(mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
         }
@@ -71,7 +94,13 @@ pub(crate) fn socket_family(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: passes a live c_int and its size.
     let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN, (&mut v as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -86,9 +115,15 @@ pub(crate) fn zeroed_storage() -> libc::sockaddr_storage {
 }
 
 /// One non-blocking `recvmsg`: returns (length, sender, truncated).
-pub(crate) fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<SocketAddr>, bool)> {
+pub(crate) fn recv_from(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SocketAddr>, bool)> {
     let mut st = zeroed_storage();
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: msghdr is plain data; zero is a valid initial value.
     let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
     hdr.msg_name = (&mut st as *mut libc::sockaddr_storage).cast();
@@ -101,11 +136,20 @@ pub(crate) fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize
         return Err(io::Error::last_os_error());
     }
     let truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
-    Ok((n.unsigned_abs(), from_sockaddr(&st, hdr.msg_namelen), truncated))
+    Ok((
+        n.unsigned_abs(),
+        from_sockaddr(&st, hdr.msg_namelen),
+        truncated,
+    ))
 }
 
 /// One non-blocking `sendto`.
-pub(crate) fn send_to(fd: BorrowedFd<'_>, data: &[u8], st: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<usize> {
+pub(crate) fn send_to(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    st: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> io::Result<usize> {
     // SAFETY: data and st are live for the call; len does not exceed st's size.
     let n = unsafe {
         libc::sendto(
@@ -140,9 +184,17 @@ mod tests {
             assert_eq!(from_sockaddr(&st, len), Some(a), "{addr} via {fam}");
         }
         let mut st = zeroed_storage();
-        assert_eq!(to_sockaddr("[fd00::5]:53".parse().unwrap(), libc::AF_INET, &mut st), None);
+        assert_eq!(
+            to_sockaddr("[fd00::5]:53".parse().unwrap(), libc::AF_INET, &mut st),
+            None
+        );
         assert_eq!(from_sockaddr(&st, 0), None);
-        let len = to_sockaddr("[::ffff:10.0.0.1]:7".parse().unwrap(), libc::AF_INET, &mut st).unwrap();
+        let len = to_sockaddr(
+            "[::ffff:10.0.0.1]:7".parse().unwrap(),
+            libc::AF_INET,
+            &mut st,
+        )
+        .unwrap();
         assert_eq!(from_sockaddr(&st, len), Some("10.0.0.1:7".parse().unwrap()));
         assert_eq!(from_sockaddr(&st, 4), None, "short length rejected");
     }

@@ -55,11 +55,19 @@ pub(crate) fn probe() -> io::Result<()> {
     if needed.iter().all(|&c| p.is_supported(c)) {
         Ok(())
     } else {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring lacks a required opcode"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring lacks a required opcode",
+        ))
     }
 }
 
-pub(crate) fn run<H: ShardHandler>(io: ShardIo, mut handler: H, stop: &AtomicBool, opts: &ShardOptions) -> io::Result<()> {
+pub(crate) fn run<H: ShardHandler>(
+    io: ShardIo,
+    mut handler: H,
+    stop: &AtomicBool,
+    opts: &ShardOptions,
+) -> io::Result<()> {
     probe()?;
     set_nonblocking(io.udp.as_fd(), false)?;
     set_nonblocking(io.tun.as_fd(), false)?;
@@ -95,6 +103,9 @@ struct TxSlot {
     buf: Option<Buf>,
 }
 
+// Slots are boxed so the addresses in posted SQEs stay valid even if a Vec were ever
+// reallocated; safety should not hinge on "this Vec is never pushed to".
+#[allow(clippy::vec_box)]
 struct Driver {
     ring: IoUring,
     udp_fd: RawFd,
@@ -121,7 +132,9 @@ impl Driver {
         // The CQ must hold every possible in-flight completion (each posted op, each output,
         // plus a cancel per op at shutdown) so it can never overflow.
         let max_inflight = 2 * (opts.udp_depth + opts.tun_depth + 2) + opts.tx_slots;
-        let cq = u32::try_from(max_inflight.next_power_of_two()).unwrap_or(u32::MAX).max(2 * SQ_ENTRIES);
+        let cq = u32::try_from(max_inflight.next_power_of_two())
+            .unwrap_or(u32::MAX)
+            .max(2 * SQ_ENTRIES);
         let ring = IoUring::builder().setup_cqsize(cq).build(SQ_ENTRIES)?;
         let family = sys::socket_family(io.udp.as_fd())?;
         let udp = (0..opts.udp_depth)
@@ -129,20 +142,31 @@ impl Driver {
                 Box::new(RecvSlot {
                     // SAFETY: msghdr and iovec are plain data; all-zero is valid.
                     hdr: unsafe { std::mem::zeroed() },
-                    iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+                    iov: libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    },
                     addr: sys::zeroed_storage(),
                     buf: None,
                     posted: false,
                 })
             })
             .collect();
-        let tun = (0..opts.tun_depth).map(|_| ReadSlot { buf: None, posted: false }).collect();
+        let tun = (0..opts.tun_depth)
+            .map(|_| ReadSlot {
+                buf: None,
+                posted: false,
+            })
+            .collect();
         let tx = (0..opts.tx_slots)
             .map(|_| {
                 Box::new(TxSlot {
                     // SAFETY: as above.
                     hdr: unsafe { std::mem::zeroed() },
-                    iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+                    iov: libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    },
                     addr: sys::zeroed_storage(),
                     buf: None,
                 })
@@ -159,7 +183,7 @@ impl Driver {
             family,
             udp,
             tun,
-            tx: tx,
+            tx,
             tx_free: (0..opts.tx_slots).rev().collect(),
             wake_buf: Box::new(0),
             wake_posted: false,
@@ -177,7 +201,11 @@ impl Driver {
         while !stop.load(Ordering::Acquire) {
             self.submit_and_wait()?;
             cqes.clear();
-            cqes.extend(self.ring.completion().map(|c: cqueue::Entry| (c.user_data(), c.result())));
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c: cqueue::Entry| (c.user_data(), c.result())),
+            );
             for &(ud, res) in &cqes {
                 self.inflight = self.inflight.saturating_sub(1);
                 self.complete(ud, res, Some(&mut *handler))?;
@@ -194,7 +222,14 @@ impl Driver {
     fn submit_and_wait(&mut self) -> io::Result<()> {
         match self.ring.submit_and_wait(1) {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -210,7 +245,11 @@ impl Driver {
             }
             match self.ring.submit() {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -225,14 +264,20 @@ impl Driver {
             self.post_tun(i)?;
         }
         if !self.wake_posted {
-            let e = opcode::Read::new(types::Fd(self.wake_fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
-                .build()
-                .user_data(ud(TAG_WAKE, 0));
+            let e = opcode::Read::new(
+                types::Fd(self.wake_fd),
+                (&mut *self.wake_buf as *mut u64).cast(),
+                8,
+            )
+            .build()
+            .user_data(ud(TAG_WAKE, 0));
             self.push(&e)?;
             self.wake_posted = true;
         }
         if !self.timeout_posted {
-            let e = opcode::Timeout::new(&*self.tick as *const types::Timespec).build().user_data(ud(TAG_TIMEOUT, 0));
+            let e = opcode::Timeout::new(&*self.tick as *const types::Timespec)
+                .build()
+                .user_data(ud(TAG_TIMEOUT, 0));
             self.push(&e)?;
             self.timeout_posted = true;
         }
@@ -240,7 +285,9 @@ impl Driver {
     }
 
     fn post_udp(&mut self, i: usize) -> io::Result<()> {
-        let Some(slot) = self.udp.get(i) else { return Ok(()) };
+        let Some(slot) = self.udp.get(i) else {
+            return Ok(());
+        };
         if slot.posted {
             return Ok(());
         }
@@ -252,12 +299,19 @@ impl Driver {
                 None => return Ok(()),
             },
         };
-        let Some(slot) = self.udp.get_mut(i) else { return Ok(()) };
+        let Some(slot) = self.udp.get_mut(i) else {
+            return Ok(());
+        };
         if let Some(b) = buf {
             slot.buf = Some(b);
         }
-        let Some(payload) = slot.buf.as_mut().and_then(|b| b.get_mut(HEADROOM..)) else { return Ok(()) };
-        slot.iov = libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: payload.len() };
+        let Some(payload) = slot.buf.as_mut().and_then(|b| b.get_mut(HEADROOM..)) else {
+            return Ok(());
+        };
+        slot.iov = libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        };
         slot.addr.ss_family = 0;
         slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
         slot.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -276,26 +330,41 @@ impl Driver {
     }
 
     fn post_tun(&mut self, i: usize) -> io::Result<()> {
-        let Some(slot) = self.tun.get(i) else { return Ok(()) };
+        let Some(slot) = self.tun.get(i) else {
+            return Ok(());
+        };
         if slot.posted {
             return Ok(());
         }
         if slot.buf.is_none() {
-            let Some(b) = self.out.alloc() else { return Ok(()) };
+            let Some(b) = self.out.alloc() else {
+                return Ok(());
+            };
             if let Some(slot) = self.tun.get_mut(i) {
                 slot.buf = Some(b);
             }
         }
-        let Some(slot) = self.tun.get_mut(i) else { return Ok(()) };
-        let Some(payload) = slot.buf.as_mut().and_then(|b| b.get_mut(HEADROOM..)) else { return Ok(()) };
+        let Some(slot) = self.tun.get_mut(i) else {
+            return Ok(());
+        };
+        let Some(payload) = slot.buf.as_mut().and_then(|b| b.get_mut(HEADROOM..)) else {
+            return Ok(());
+        };
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        let e = opcode::Read::new(types::Fd(self.tun_fd), payload.as_mut_ptr(), len).build().user_data(ud(TAG_TUN_READ, i));
+        let e = opcode::Read::new(types::Fd(self.tun_fd), payload.as_mut_ptr(), len)
+            .build()
+            .user_data(ud(TAG_TUN_READ, i));
         slot.posted = true;
         self.push(&e)
     }
 
     /// Handles one completion. With `handler == None` (shutdown) received data is discarded.
-    fn complete<H: ShardHandler>(&mut self, user_data: u64, res: i32, handler: Option<&mut H>) -> io::Result<()> {
+    fn complete<H: ShardHandler>(
+        &mut self,
+        user_data: u64,
+        res: i32,
+        handler: Option<&mut H>,
+    ) -> io::Result<()> {
         let tag = user_data >> 32;
         let idx = (user_data & 0xffff_ffff) as usize;
         match tag {
@@ -328,8 +397,15 @@ impl Driver {
         }
     }
 
-    fn complete_udp<H: ShardHandler>(&mut self, i: usize, res: i32, handler: Option<&mut H>) -> io::Result<()> {
-        let Some(slot) = self.udp.get_mut(i) else { return Ok(()) };
+    fn complete_udp<H: ShardHandler>(
+        &mut self,
+        i: usize,
+        res: i32,
+        handler: Option<&mut H>,
+    ) -> io::Result<()> {
+        let Some(slot) = self.udp.get_mut(i) else {
+            return Ok(());
+        };
         slot.posted = false;
         if res < 0 {
             let e = io::Error::from_raw_os_error(-res);
@@ -342,10 +418,14 @@ impl Driver {
             tracing::trace!(error = %e, "udp receive error");
             return Ok(());
         }
-        let Some(handler) = handler else { return Ok(()) };
+        let Some(handler) = handler else {
+            return Ok(());
+        };
         let len = res.unsigned_abs() as usize;
         let from = sys::from_sockaddr(&slot.addr, slot.hdr.msg_namelen);
-        let Some(mut b) = slot.buf.take() else { return Ok(()) };
+        let Some(mut b) = slot.buf.take() else {
+            return Ok(());
+        };
         let (Some(from), true) = (from, HEADROOM + len <= b.len()) else {
             self.out.stats.rx_truncated += 1;
             slot.buf = Some(b);
@@ -361,21 +441,36 @@ impl Driver {
         Ok(())
     }
 
-    fn complete_tun<H: ShardHandler>(&mut self, i: usize, res: i32, handler: Option<&mut H>) -> io::Result<()> {
-        let Some(slot) = self.tun.get_mut(i) else { return Ok(()) };
+    fn complete_tun<H: ShardHandler>(
+        &mut self,
+        i: usize,
+        res: i32,
+        handler: Option<&mut H>,
+    ) -> io::Result<()> {
+        let Some(slot) = self.tun.get_mut(i) else {
+            return Ok(());
+        };
         slot.posted = false;
         if res < 0 {
-            if res == -libc::ECANCELED || res == -libc::EAGAIN || res == -libc::EINTR || handler.is_none() {
+            if res == -libc::ECANCELED
+                || res == -libc::EAGAIN
+                || res == -libc::EINTR
+                || handler.is_none()
+            {
                 return Ok(());
             }
             return Err(io::Error::from_raw_os_error(-res));
         }
-        let Some(handler) = handler else { return Ok(()) };
+        let Some(handler) = handler else {
+            return Ok(());
+        };
         let len = res.unsigned_abs() as usize;
         if len == 0 {
             return Ok(());
         }
-        let Some(mut b) = slot.buf.take() else { return Ok(()) };
+        let Some(mut b) = slot.buf.take() else {
+            return Ok(());
+        };
         self.out.stats.tun_rx += 1;
         let start = self.out.ops.len();
         handler.on_tun(&mut b, len, &mut self.out);
@@ -391,13 +486,17 @@ impl Driver {
         let ops = std::mem::take(&mut self.out.ops);
         for op in ops {
             // `Current` never reaches here: resolved or dropped after each callback.
-            let Data::Owned(b, range) = op.data else { continue };
+            let Data::Owned(b, range) = op.data else {
+                continue;
+            };
             let Some(idx) = self.tx_free.pop() else {
                 self.out.stats.tx_dropped += 1;
                 self.out.recycle(b);
                 continue;
             };
-            let Some(slot) = self.tx.get_mut(idx) else { continue };
+            let Some(slot) = self.tx.get_mut(idx) else {
+                continue;
+            };
             let Some(data) = b.get(range) else {
                 self.out.stats.tx_dropped += 1;
                 self.out.recycle(b);
@@ -413,7 +512,10 @@ impl Driver {
                         self.tx_free.push(idx);
                         continue;
                     };
-                    slot.iov = libc::iovec { iov_base: ptr as *mut libc::c_void, iov_len: len };
+                    slot.iov = libc::iovec {
+                        iov_base: ptr as *mut libc::c_void,
+                        iov_len: len,
+                    };
                     slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
                     slot.hdr.msg_namelen = alen;
                     slot.hdr.msg_iov = &mut slot.iov;
@@ -421,11 +523,15 @@ impl Driver {
                     slot.hdr.msg_control = std::ptr::null_mut();
                     slot.hdr.msg_controllen = 0;
                     slot.hdr.msg_flags = 0;
-                    opcode::SendMsg::new(types::Fd(self.udp_fd), &slot.hdr).build().user_data(ud(TAG_UDP_SEND, idx))
+                    opcode::SendMsg::new(types::Fd(self.udp_fd), &slot.hdr)
+                        .build()
+                        .user_data(ud(TAG_UDP_SEND, idx))
                 }
                 Dest::Tun => {
                     let len = u32::try_from(len).unwrap_or(u32::MAX);
-                    opcode::Write::new(types::Fd(self.tun_fd), ptr, len).build().user_data(ud(TAG_TUN_WRITE, idx))
+                    opcode::Write::new(types::Fd(self.tun_fd), ptr, len)
+                        .build()
+                        .user_data(ud(TAG_TUN_WRITE, idx))
                 }
             };
             // The buffer's heap memory stays put when the box moves into the slot.
@@ -466,7 +572,11 @@ impl Driver {
         }
         while self.inflight > 0 {
             self.submit_and_wait()?;
-            let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+            let done: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
             for (u, r) in done {
                 self.inflight = self.inflight.saturating_sub(1);
                 self.complete::<NoHandler>(u, r, None)?;
@@ -487,7 +597,10 @@ impl Drop for Driver {
             std::mem::forget(std::mem::take(&mut self.tun));
             std::mem::forget(std::mem::take(&mut self.tx));
             std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
-            std::mem::forget(std::mem::replace(&mut self.tick, Box::new(types::Timespec::new())));
+            std::mem::forget(std::mem::replace(
+                &mut self.tick,
+                Box::new(types::Timespec::new()),
+            ));
         }
     }
 }

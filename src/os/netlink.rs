@@ -18,8 +18,7 @@ use netlink_packet_core::{
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::protocols::NETLINK_ROUTE;
@@ -59,7 +58,11 @@ impl Netlink {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(err)?;
         sock.bind_auto().map_err(err)?;
         sock.connect(&NlSocketAddr::new(0, 0)).map_err(err)?;
-        Ok(Netlink { sock, seq: 0, buf: vec![0; RECV_BUF_LEN] })
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            buf: vec![0; RECV_BUF_LEN],
+        })
     }
 
     /// Interface index of `name`; [`OsError::NoSuchLink`] if it does not exist.
@@ -78,7 +81,10 @@ impl Netlink {
                 RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
                 _ => None,
             })
-            .ok_or_else(|| OsError::NetlinkDecode { op: "link_index", reason: "no link in reply".into() })
+            .ok_or_else(|| OsError::NetlinkDecode {
+                op: "link_index",
+                reason: "no link in reply".into(),
+            })
     }
 
     /// Sets IFF_UP.
@@ -112,7 +118,10 @@ impl Netlink {
     ) -> Result<(), OsError> {
         let msg = address_message(idx, addr, prefix_len, peer)?;
         let flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-        ignore_errno(self.request("add_address", RouteNetlinkMessage::NewAddress(msg), flags), &[libc::EEXIST])
+        ignore_errno(
+            self.request("add_address", RouteNetlinkMessage::NewAddress(msg), flags),
+            &[libc::EEXIST],
+        )
     }
 
     /// Removes an address added by [`Netlink::add_address`]. Absent counts as success.
@@ -125,7 +134,11 @@ impl Netlink {
     ) -> Result<(), OsError> {
         let msg = address_message(idx, addr, prefix_len, peer)?;
         ignore_errno(
-            self.request("del_address", RouteNetlinkMessage::DelAddress(msg), NLM_F_ACK),
+            self.request(
+                "del_address",
+                RouteNetlinkMessage::DelAddress(msg),
+                NLM_F_ACK,
+            ),
             &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH],
         )
     }
@@ -141,7 +154,10 @@ impl Netlink {
     ) -> Result<(), OsError> {
         let msg = route_message(dst, idx, gateway, metric)?;
         let flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-        ignore_errno(self.request("add_route", RouteNetlinkMessage::NewRoute(msg), flags), &[libc::EEXIST])
+        ignore_errno(
+            self.request("add_route", RouteNetlinkMessage::NewRoute(msg), flags),
+            &[libc::EEXIST],
+        )
     }
 
     /// Deletes a route added by [`Netlink::add_route`]. Absent counts as success.
@@ -173,22 +189,36 @@ impl Netlink {
     fn default_route(&mut self, family: AddressFamily) -> Result<Option<DefaultRoute>, OsError> {
         let mut req = RouteMessage::default();
         req.header.address_family = family;
-        let replies = self.request("default_route", RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP)?;
+        let replies = self.request(
+            "default_route",
+            RouteNetlinkMessage::GetRoute(req),
+            NLM_F_DUMP,
+        )?;
         let mut best: Option<DefaultRoute> = None;
         for m in replies {
-            let RouteNetlinkMessage::NewRoute(r) = m else { continue };
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
             if r.header.destination_prefix_length != 0 || r.header.kind != RouteType::Unicast {
                 continue;
             }
             let mut table = u32::from(r.header.table);
-            let mut found = DefaultRoute { gateway: None, ifindex: 0, metric: 0 };
+            let mut found = DefaultRoute {
+                gateway: None,
+                ifindex: 0,
+                metric: 0,
+            };
             for a in &r.attributes {
                 match a {
                     RouteAttribute::Table(t) => table = *t,
                     RouteAttribute::Oif(i) => found.ifindex = *i,
                     RouteAttribute::Priority(p) => found.metric = *p,
-                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => found.gateway = Some((*g).into()),
-                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => found.gateway = Some((*g).into()),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => {
+                        found.gateway = Some((*g).into())
+                    }
+                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => {
+                        found.gateway = Some((*g).into())
+                    }
                     _ => {}
                 }
             }
@@ -205,16 +235,27 @@ impl Netlink {
     fn set_link_flags(&mut self, op: &'static str, idx: u32, up: bool) -> Result<(), OsError> {
         let mut msg = LinkMessage::default();
         msg.header.index = idx;
-        msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        msg.header.flags = if up {
+            LinkFlags::Up
+        } else {
+            LinkFlags::empty()
+        };
         msg.header.change_mask = LinkFlags::Up;
-        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK).map(drop)
+        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
     }
 
-    fn set_link_attr(&mut self, op: &'static str, idx: u32, attr: LinkAttribute) -> Result<(), OsError> {
+    fn set_link_attr(
+        &mut self,
+        op: &'static str,
+        idx: u32,
+        attr: LinkAttribute,
+    ) -> Result<(), OsError> {
         let mut msg = LinkMessage::default();
         msg.header.index = idx;
         msg.attributes.push(attr);
-        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK).map(drop)
+        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
     }
 
     /// Sends one request and collects the data messages of its answer. Returns after the
@@ -235,18 +276,25 @@ impl Netlink {
         msg.finalize();
         let mut out = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut out);
-        self.sock.send(&out, 0).map_err(|source| OsError::Netlink { op, source })?;
+        self.sock
+            .send(&out, 0)
+            .map_err(|source| OsError::Netlink { op, source })?;
 
         let is_dump = extra_flags & NLM_F_DUMP == NLM_F_DUMP;
         let wants_ack = extra_flags & NLM_F_ACK != 0;
         let mut replies = Vec::new();
         loop {
-            let n = self.recv().map_err(|source| OsError::Netlink { op, source })?;
+            let n = self
+                .recv()
+                .map_err(|source| OsError::Netlink { op, source })?;
             let mut off = 0usize;
             while let Some(hdr) = self.buf.get(off..n).and_then(RawHeader::parse) {
                 let end = off.saturating_add(hdr.len);
                 let Some(whole) = self.buf.get(off..end) else {
-                    return Err(OsError::NetlinkDecode { op, reason: "truncated message".into() });
+                    return Err(OsError::NetlinkDecode {
+                        op,
+                        reason: "truncated message".into(),
+                    });
                 };
                 // nlmsg_len is at least the header (checked in RawHeader::parse), so this advances.
                 off = end.saturating_add(3) & !3;
@@ -259,20 +307,36 @@ impl Netlink {
                             .get(NLMSG_HDR_LEN..NLMSG_HDR_LEN + 4)
                             .and_then(|b| b.try_into().ok())
                             .map(i32::from_ne_bytes)
-                            .ok_or_else(|| OsError::NetlinkDecode { op, reason: "short NLMSG_ERROR".into() })?;
+                            .ok_or_else(|| OsError::NetlinkDecode {
+                                op,
+                                reason: "short NLMSG_ERROR".into(),
+                            })?;
                         if code == 0 {
                             return Ok(replies);
                         }
-                        return Err(OsError::Netlink { op, source: io::Error::from_raw_os_error(code.saturating_abs()) });
+                        return Err(OsError::Netlink {
+                            op,
+                            source: io::Error::from_raw_os_error(code.saturating_abs()),
+                        });
                     }
                     NLMSG_DONE => return Ok(replies),
                     _ => match NetlinkMessage::<RouteNetlinkMessage>::deserialize(whole) {
-                        Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) => replies.push(m),
+                        Ok(NetlinkMessage {
+                            payload: NetlinkPayload::InnerMessage(m),
+                            ..
+                        }) => replies.push(m),
                         Ok(_) => {}
                         // A dump may contain objects this crate version cannot decode; they
                         // are not the ones we asked about, so skip them.
-                        Err(e) if is_dump => tracing::trace!(op, error = %e, "skipping undecodable netlink message"),
-                        Err(e) => return Err(OsError::NetlinkDecode { op, reason: e.to_string() }),
+                        Err(e) if is_dump => {
+                            tracing::trace!(op, error = %e, "skipping undecodable netlink message")
+                        }
+                        Err(e) => {
+                            return Err(OsError::NetlinkDecode {
+                                op,
+                                reason: e.to_string(),
+                            })
+                        }
                     },
                 }
                 if !is_dump && !wants_ack && !replies.is_empty() {
@@ -286,7 +350,12 @@ impl Netlink {
         loop {
             // SAFETY: self.buf is valid for writes of its full length during the call.
             let n = unsafe {
-                libc::recv(self.sock.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0)
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
             };
             if n >= 0 {
                 return Ok(n.unsigned_abs().min(self.buf.len()));
@@ -340,7 +409,10 @@ fn address_message(
     if prefix_len > max || peer.is_some_and(|p| p.is_ipv4() != addr.is_ipv4()) {
         return Err(OsError::Netlink {
             op: "address",
-            source: io::Error::new(io::ErrorKind::InvalidInput, format!("bad address {addr}/{prefix_len} peer {peer:?}")),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad address {addr}/{prefix_len} peer {peer:?}"),
+            ),
         });
     }
     let mut msg = AddressMessage::default();
@@ -350,7 +422,8 @@ fn address_message(
     // IFA_LOCAL is the interface's own address, IFA_ADDRESS the peer on point-to-point links
     // (equal to IFA_LOCAL otherwise), as iproute2 sends it.
     msg.attributes.push(AddressAttribute::Local(addr));
-    msg.attributes.push(AddressAttribute::Address(peer.unwrap_or(addr)));
+    msg.attributes
+        .push(AddressAttribute::Address(peer.unwrap_or(addr)));
     Ok(msg)
 }
 
@@ -364,7 +437,10 @@ fn route_message(
     if gateway.is_some_and(|g| g.is_ipv4() != dst.addr().is_ipv4()) {
         return Err(OsError::Netlink {
             op: "route",
-            source: io::Error::new(io::ErrorKind::InvalidInput, format!("gateway {gateway:?} family differs from {dst}")),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("gateway {gateway:?} family differs from {dst}"),
+            ),
         });
     }
     let mut msg = RouteMessage::default();
@@ -373,10 +449,15 @@ fn route_message(
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
     msg.header.protocol = RouteProtocol::Static;
     // A route without a next hop is on-link; IPv6 routes always use universe scope.
-    msg.header.scope = if gateway.is_none() && dst.addr().is_ipv4() { RouteScope::Link } else { RouteScope::Universe };
+    msg.header.scope = if gateway.is_none() && dst.addr().is_ipv4() {
+        RouteScope::Link
+    } else {
+        RouteScope::Universe
+    };
     msg.header.kind = RouteType::Unicast;
     if dst.prefix_len() > 0 {
-        msg.attributes.push(RouteAttribute::Destination(dst.addr().into()));
+        msg.attributes
+            .push(RouteAttribute::Destination(dst.addr().into()));
     }
     if let Some(g) = gateway {
         msg.attributes.push(RouteAttribute::Gateway(g.into()));
@@ -397,21 +478,54 @@ mod tests {
         let m = route_message("10.1.2.3/24".parse().unwrap(), 7, None, Some(5)).unwrap();
         assert_eq!(m.header.destination_prefix_length, 24);
         assert_eq!(m.header.scope, RouteScope::Link);
-        assert!(m.attributes.contains(&RouteAttribute::Destination(RouteAddress::Inet("10.1.2.0".parse().unwrap()))));
+        assert!(m
+            .attributes
+            .contains(&RouteAttribute::Destination(RouteAddress::Inet(
+                "10.1.2.0".parse().unwrap()
+            ))));
         assert!(m.attributes.contains(&RouteAttribute::Oif(7)));
         assert!(m.attributes.contains(&RouteAttribute::Priority(5)));
-        let d = route_message("::/0".parse().unwrap(), 1, Some("fd00::1".parse().unwrap()), None).unwrap();
+        let d = route_message(
+            "::/0".parse().unwrap(),
+            1,
+            Some("fd00::1".parse().unwrap()),
+            None,
+        )
+        .unwrap();
         assert_eq!(d.header.scope, RouteScope::Universe);
-        assert!(!d.attributes.iter().any(|a| matches!(a, RouteAttribute::Destination(_))));
-        assert!(route_message("::/0".parse().unwrap(), 1, Some("10.0.0.1".parse().unwrap()), None).is_err());
+        assert!(!d
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Destination(_))));
+        assert!(route_message(
+            "::/0".parse().unwrap(),
+            1,
+            Some("10.0.0.1".parse().unwrap()),
+            None
+        )
+        .is_err());
     }
 
     #[test]
     fn address_message_rejects_bad_prefix_and_mixed_peer() {
         assert!(address_message(1, "10.0.0.1".parse().unwrap(), 33, None).is_err());
-        assert!(address_message(1, "10.0.0.1".parse().unwrap(), 32, Some("fd00::1".parse().unwrap())).is_err());
-        let m = address_message(1, "10.0.0.1".parse().unwrap(), 32, Some("10.0.0.2".parse().unwrap())).unwrap();
-        assert!(m.attributes.contains(&AddressAttribute::Address("10.0.0.2".parse().unwrap())));
+        assert!(address_message(
+            1,
+            "10.0.0.1".parse().unwrap(),
+            32,
+            Some("fd00::1".parse().unwrap())
+        )
+        .is_err());
+        let m = address_message(
+            1,
+            "10.0.0.1".parse().unwrap(),
+            32,
+            Some("10.0.0.2".parse().unwrap()),
+        )
+        .unwrap();
+        assert!(m
+            .attributes
+            .contains(&AddressAttribute::Address("10.0.0.2".parse().unwrap())));
     }
 
     #[test]

@@ -36,7 +36,10 @@ impl Tun {
     /// containing `%d` lets the kernel choose (`tun%d`). `queues > 1` sets `IFF_MULTI_QUEUE`.
     pub fn create(name: &str, queues: usize) -> io::Result<Tun> {
         if queues == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "tun needs at least one queue"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "tun needs at least one queue",
+            ));
         }
         if name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/') {
             return Err(io::Error::new(
@@ -56,7 +59,10 @@ impl Tun {
             actual = got;
             fds.push(fd);
         }
-        Ok(Tun { name: actual, queues: fds })
+        Ok(Tun {
+            name: actual,
+            queues: fds,
+        })
     }
 
     /// The interface name the kernel assigned.
@@ -151,9 +157,18 @@ mod tests {
     #[test]
     fn rejects_bad_names_and_zero_queues() {
         let long = "x".repeat(libc::IFNAMSIZ);
-        assert_eq!(Tun::create(&long, 1).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidInput));
-        assert_eq!(Tun::create("a/b", 1).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidInput));
-        assert_eq!(Tun::create("ok", 0).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidInput));
+        assert_eq!(
+            Tun::create(&long, 1).err().map(|e| e.kind()),
+            Some(io::ErrorKind::InvalidInput)
+        );
+        assert_eq!(
+            Tun::create("a/b", 1).err().map(|e| e.kind()),
+            Some(io::ErrorKind::InvalidInput)
+        );
+        assert_eq!(
+            Tun::create("ok", 0).err().map(|e| e.kind()),
+            Some(io::ErrorKind::InvalidInput)
+        );
     }
 
     #[test]

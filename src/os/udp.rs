@@ -33,7 +33,14 @@ pub fn bind_reuseport(
     count: usize,
     v6only: Option<bool>,
 ) -> io::Result<Vec<UdpSocket>> {
-    bind_reuseport_with(addr, count, &UdpOptions { v6only, ..UdpOptions::default() })
+    bind_reuseport_with(
+        addr,
+        count,
+        &UdpOptions {
+            v6only,
+            ..UdpOptions::default()
+        },
+    )
 }
 
 /// Binds `count` sockets to `addr` in one SO_REUSEPORT group with `opts`.
@@ -45,7 +52,11 @@ pub fn bind_reuseport_with(
     let mut out: Vec<UdpSocket> = Vec::with_capacity(count);
     let mut bind_to = addr;
     for _ in 0..count {
-        let sock = Socket::new(Domain::for_address(bind_to), Type::DGRAM, Some(Protocol::UDP))?;
+        let sock = Socket::new(
+            Domain::for_address(bind_to),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
         sock.set_reuse_port(true)?;
         if bind_to.is_ipv6() {
             if let Some(only) = opts.v6only {
@@ -158,7 +169,12 @@ mod tests {
 
     #[test]
     fn dual_stack_receives_v4_as_mapped() {
-        let opts = UdpOptions { v6only: Some(false), rcvbuf: Some(1 << 20), pktinfo: true, ..UdpOptions::default() };
+        let opts = UdpOptions {
+            v6only: Some(false),
+            rcvbuf: Some(1 << 20),
+            pktinfo: true,
+            ..UdpOptions::default()
+        };
         let socks = match bind_reuseport_with((Ipv6Addr::UNSPECIFIED, 0).into(), 1, &opts) {
             Ok(s) => s,
             Err(e) => {

@@ -14,7 +14,8 @@
 //! the bottom of [`persist`].
 //!
 //! Slot selection ([`Pool::acquire`], OpenVPN `ifconfig_pool_find`):
-//! 1. with `duplicate-cn`: the first free slot; the CN is not recorded;
+//! 1. with `duplicate-cn`: the first free slot (even one fixed to a CN by a read-only persist
+//!    file, as in OpenVPN, which does not pass the CN in this mode); the CN is not recorded;
 //! 2. otherwise a free slot remembering this CN (earlier session or persist file; fixed slots
 //!    included) wins, lowest index first;
 //! 3. otherwise the free, non-fixed slot released longest ago; never-used slots (stamp 0) win,
@@ -24,6 +25,11 @@
 //! client gets the same addresses next time, unless the pool runs out of never-used and
 //! longer-released slots. [`Pool::release_hard`] forgets the CN (OpenVPN does this when a ccd
 //! `ifconfig-push` replaces the pool address).
+//!
+//! Server integration (server-ipv6.md §5): acquire after authentication; if a client-connect
+//! handler supplies `ifconfig-push`, `release_hard` the slot (no pool IPv6 then either); an
+//! `ifconfig-ipv6-push` alone only overrides the IPv6 address and the slot stays leased; `release`
+//! on disconnect.
 //!
 //! Additions over OpenVPN (which only warns): static `ifconfig-push` / `ifconfig-ipv6-push`
 //! addresses registered with [`Pool::reserve_static_v4`] / [`Pool::reserve_static_v6`] exclude

@@ -137,10 +137,8 @@ impl StaticKey {
                 state = KeyParse::Foot;
             }
             match state {
-                KeyParse::Foot => {
-                    if line.starts_with(STATIC_KEY_FOOT) {
-                        state = KeyParse::Finished;
-                    }
+                KeyParse::Foot if line.starts_with(STATIC_KEY_FOOT) => {
+                    state = KeyParse::Finished;
                 }
                 KeyParse::Data => {
                     for &c in line {
@@ -307,7 +305,7 @@ pub enum Digest {
 
 impl Digest {
     /// Tag (and HMAC key) length in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Digest::Sha1 => 20,
             Digest::Sha256 => 32,
@@ -429,6 +427,9 @@ pub struct TlsCryptKeys {
 
 /// Control-channel protection keys. Immutable after construction, `Send + Sync`; a server
 /// shares one instance (in an `Arc`) across all sessions and threads.
+// The tls-crypt variant holds two expanded AES key schedules inline; there are only a few
+// instances (behind `Arc`s), and boxing would add a pointer chase per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum WrapKeys {
     /// No protection: the wire form equals the plain form.
@@ -459,7 +460,10 @@ impl WrapKeys {
         };
         let mk = |slot| {
             let h = key.hmac(slot);
-            hmac::Key::new(digest.algorithm(), h.get(..digest.len()).unwrap_or(h))
+            hmac::Key::new(
+                digest.algorithm(),
+                h.get(..digest.output_len()).unwrap_or(h),
+            )
         };
         WrapKeys::TlsAuth(TlsAuthKeys {
             send: mk(send),
@@ -484,7 +488,7 @@ impl WrapKeys {
     pub fn overhead(&self) -> usize {
         match self {
             WrapKeys::None => 0,
-            WrapKeys::TlsAuth(k) => k.digest.len() + REPLAY_ID_LEN,
+            WrapKeys::TlsAuth(k) => k.digest.output_len() + REPLAY_ID_LEN,
             WrapKeys::TlsCrypt(_) => TLS_CRYPT_OVERHEAD,
         }
     }
@@ -574,7 +578,7 @@ impl WrapKeys {
                 Ok(None)
             }
             WrapKeys::TlsAuth(k) => {
-                let hlen = k.digest.len();
+                let hlen = k.digest.output_len();
                 if after.len() < hlen + REPLAY_ID_LEN {
                     return Err(WrapError::TooShort);
                 }
@@ -645,6 +649,8 @@ impl ReplayCounter {
     }
 
     /// The id for the next transmitted packet (every transmission, retransmits included).
+    // Named like the protocol notes; it is fallible, so `Iterator` would not fit.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<ReplayId, WrapError> {
         let id = u32::try_from(self.next_id).map_err(|_| WrapError::ReplayCounterExhausted)?;
         self.next_id += 1;

@@ -12,7 +12,10 @@
 //! - veth names are at most 15 bytes (IFNAMSIZ - 1);
 //! - `Drop` (also while unwinding from a failed assertion) kills every process the lab
 //!   spawned, by its PID, then deletes the namespaces. On panic it prints the tail of every
-//!   log and keeps the lab directory so the failure can be read.
+//!   log and keeps the lab directory so the failure can be read;
+//! - if the test process is killed outright, spawned processes die with it
+//!   (PR_SET_PDEATHSIG) and the next lab in any later test process deletes the leftover
+//!   namespaces (dead owner PID, empty, not a `tools/lab.sh` CLI lab).
 //!
 //! Commands run through `ip netns exec`, which execs the command itself: the PID we hold is
 //! the program's PID, not a wrapper's.
@@ -20,6 +23,7 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,6 +166,7 @@ pub struct Lab {
     links: u32,
     children: Vec<Spawned>,
     dir: Option<tempfile::TempDir>,
+    keep_on_panic: bool,
 }
 
 impl Lab {
@@ -171,6 +176,8 @@ impl Lab {
             panic!("lab {name}: cannot run: {reason}");
         }
         let ip = find_bin("ip").unwrap_or_else(|| PathBuf::from("ip"));
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(|| sweep_stale(&ip));
         let n = LAB_COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("fwdt-{}-{}", std::process::id(), n);
         let dir = tempfile::Builder::new()
@@ -185,6 +192,7 @@ impl Lab {
             links: 0,
             children: Vec::new(),
             dir: Some(dir),
+            keep_on_panic: true,
         }
     }
 
@@ -200,6 +208,12 @@ impl Lab {
                 None
             }
         }
+    }
+
+    /// Whether a panic keeps the lab directory (default true; tests that panic on purpose
+    /// turn it off so they leave nothing behind).
+    pub fn keep_on_panic(&mut self, keep: bool) {
+        self.keep_on_panic = keep;
     }
 
     /// The lab's id, `fwdt-<pid>-<n>`; namespace names are `<id>-<role>`.
@@ -328,19 +342,33 @@ impl Lab {
 
     /// Starts `cmd` in `host` in the background, stdout and stderr to `log` (created or
     /// truncated). A relative program name is looked up like [`find_bin`]. The process is
-    /// killed by PID when the lab is dropped.
+    /// killed by PID when the lab is dropped, and by the kernel (PR_SET_PDEATHSIG) if the
+    /// thread that spawned it exits first: spawn from the thread that owns the lab.
     pub fn spawn(&mut self, host: &Host, cmd: &[&str], log: &Path) -> ChildId {
         let argv = self.resolve(cmd);
         let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let err = out
             .try_clone()
             .unwrap_or_else(|e| panic!("dup {}: {e}", log.display()));
-        let child = Command::new(&self.ip)
-            .args(["netns", "exec", &host.ns])
+        let mut cmd = Command::new(&self.ip);
+        cmd.args(["netns", "exec", &host.ns])
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
+            .stderr(err);
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent. If the
+        // test process is killed outright (CI timeout, SIGKILL), Drop never runs; the death
+        // signal makes the kernel kill our children anyway. It survives `ip netns exec`'s
+        // execvp (cleared only for set-uid programs).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {argv:?} in {}: {e}", host.ns));
         self.children.push(Spawned {
@@ -571,7 +599,7 @@ impl Drop for Lab {
                 );
             }
         }
-        let keep = panicking || std::env::var_os("FWD_LAB_KEEP").is_some();
+        let keep = (panicking && self.keep_on_panic) || std::env::var_os("FWD_LAB_KEEP").is_some();
         if let (true, Some(dir)) = (keep, self.dir.take()) {
             let path = dir.keep();
             report.push_str(&format!(
@@ -584,6 +612,39 @@ impl Drop for Lab {
             // eprintln (not a raw stderr handle) so the test harness shows it with the failing
             // test's output rather than interleaved with other tests.
             eprintln!("----- lab {} ({}) -----{report}", self.name, self.id);
+        }
+    }
+}
+
+/// Deletes namespaces left by lab processes that were killed outright (Drop never ran): named
+/// `fwdt-<pid>-…` with `<pid>` no longer alive, no process inside, and no `tools/lab.sh`
+/// state directory (a lab a human brought up with the CLI outlives its shell on purpose).
+fn sweep_stale(ip: &Path) {
+    let Ok(entries) = fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut parts = name.splitn(4, '-');
+        let (Some("fwdt"), Some(pid), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        if Path::new("/tmp/fwd-lab")
+            .join(format!("fwdt-{pid}-{n}"))
+            .exists()
+        {
+            continue;
+        }
+        let busy = Command::new(ip)
+            .args(["netns", "pids", &name])
+            .output()
+            .map(|o| !o.status.success() || !o.stdout.is_empty())
+            .unwrap_or(true);
+        if !busy {
+            let _ = Command::new(ip).args(["netns", "del", &name]).output();
         }
     }
 }

@@ -230,3 +230,72 @@ fn default_handshake_and_names() {
     assert_eq!(s.peer_common_name().as_deref(), Some("client"));
     assert_eq!(c.peer_common_name().as_deref(), Some("server"));
 }
+
+/// Our one-line subject must equal OpenSSL's rendering with the flags OpenVPN uses
+/// (`x509_get_subject`), for a certificate OpenSSL itself produced (multi-valued RDN, UTF-8).
+#[test]
+fn subject_oneline_matches_openssl() {
+    let openssl = std::path::Path::new("/usr/bin/openssl");
+    if !openssl.exists() {
+        eprintln!("SKIP: /usr/bin/openssl not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, crt) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+    let st = std::process::Command::new(openssl)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args(["-nodes", "-utf8", "-multivalue-rdn", "-days", "2", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args([
+            "-subj",
+            "/C=KG/ST=NA/L=BISHKEK/O=OpenVPN-TEST/OU=a+OU=b/CN=Tëst-Server/emailAddress=me@example.org",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = std::process::Command::new(openssl)
+        .args(["x509", "-noout", "-subject", "-nameopt"])
+        .arg("sep_comma_plus_space,sname,utf8,esc_ctrl")
+        .arg("-in")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = text.trim_end().strip_prefix("subject=").unwrap();
+    let pem = std::fs::read_to_string(&crt).unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    let info = LeafInfo::parse(der.as_ref()).unwrap();
+    assert_eq!(info.subject_oneline(), expected);
+    assert_eq!(info.common_name(), Some("Tëst-Server"));
+}
+
+proptest::proptest! {
+    /// Arbitrary bytes and single-byte corruptions of a real certificate never panic the parser.
+    #[test]
+    fn parser_never_panics(junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+                           pos in 0usize..4096, val in proptest::prelude::any::<u8>()) {
+        let _ = LeafInfo::parse(&junk);
+        static CERT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let der = CERT.get_or_init(|| {
+            let ca = ca();
+            leaf(&ca, &[(DnType::CommonName, "fuzz")], vec![KeyUsagePurpose::DigitalSignature],
+                 vec![ExtendedKeyUsagePurpose::ClientAuth]).2
+        });
+        let mut m = der.clone();
+        let i = pos % m.len();
+        m[i] = val;
+        if let Ok(info) = LeafInfo::parse(&m) {
+            let _ = info.subject_oneline();
+            let _ = check_common_name(&info);
+        }
+    }
+}

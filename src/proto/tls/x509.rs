@@ -222,9 +222,10 @@ fn decode_string(tag: u8, raw: &[u8]) -> Result<String, X509Error> {
                 return Err(X509Error::BadString);
             }
             raw.chunks_exact(2)
-                .map(|p| {
-                    char::from_u32(u32::from(u16::from_be_bytes([p[0], p[1]])))
-                        .ok_or(X509Error::BadString)
+                .map(|p| match p {
+                    &[a, b] => char::from_u32(u32::from(u16::from_be_bytes([a, b])))
+                        .ok_or(X509Error::BadString),
+                    _ => Err(X509Error::BadString),
                 })
                 .collect()
         }
@@ -234,9 +235,11 @@ fn decode_string(tag: u8, raw: &[u8]) -> Result<String, X509Error> {
                 return Err(X509Error::BadString);
             }
             raw.chunks_exact(4)
-                .map(|p| {
-                    char::from_u32(u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
-                        .ok_or(X509Error::BadString)
+                .map(|p| match p {
+                    &[a, b, c, d] => {
+                        char::from_u32(u32::from_be_bytes([a, b, c, d])).ok_or(X509Error::BadString)
+                    }
+                    _ => Err(X509Error::BadString),
                 })
                 .collect()
         }
