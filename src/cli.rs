@@ -197,10 +197,85 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
             0
         }
         Command::Check(l) => check(&l, out, err),
-        // ---- LEAD: wire Run / Init / Demo here (e.g. crate::server::run(&l.config)). ----
-        Command::Run(_) | Command::Init { .. } | Command::Demo => {
-            let _ = writeln!(err, "fwd: this command is not yet wired");
-            2
+        Command::Run(l) => run_config(&l, err),
+        Command::Init { dir, args } => init(&dir, &args, out, err),
+        Command::Demo => crate::demo::main(out, err),
+    }
+}
+
+/// Log to stderr; `verb` picks the level like OpenVPN's (3 = info, 4+ = debug, 7+ = trace),
+/// `RUST_LOG` overrides.
+pub fn init_logging(verb: u32) {
+    let level = match verb {
+        0 => "error",
+        1..=2 => "warn",
+        3 => "info",
+        4..=6 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// `fwd --config F …`: run the server or client the configuration describes.
+fn run_config(loaded: &Loaded, err: &mut dyn Write) -> i32 {
+    init_logging(loaded.config.verb);
+    for w in &loaded.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    let stop = crate::server::run::stop_on_signals();
+    let result = match loaded.config.role {
+        config::Role::Server => crate::plan::server_plan(&loaded.config)
+            .and_then(|plan| crate::server::run::run(plan, stop)),
+        config::Role::Client => crate::plan::client_plan(&loaded.config)
+            .and_then(|plan| crate::client::run::run(plan, stop)),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "fwd: {e:#}");
+            1
+        }
+    }
+}
+
+/// `fwd init [DIR] [--client NAME]… [--remote HOST] [--port N] [--server-cn CN]`.
+fn init(dir: &std::path::Path, args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut opts = crate::pki::InitOptions {
+        server_cn: "fwd-server".into(),
+        clients: Vec::new(),
+        remote: "127.0.0.1".into(),
+        port: 1194,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let r = match a.as_str() {
+            "--client" => value("--client").map(|v| opts.clients.push(v)),
+            "--remote" => value("--remote").map(|v| opts.remote = v),
+            "--server-cn" => value("--server-cn").map(|v| opts.server_cn = v),
+            "--port" => value("--port").and_then(|v| {
+                v.parse().map(|p| opts.port = p).map_err(|_| format!("--port: bad port {v}"))
+            }),
+            other => Err(format!("unknown init option {other}")),
+        };
+        if let Err(e) = r {
+            let _ = writeln!(err, "fwd init: {e}");
+            return 2;
+        }
+    }
+    if opts.clients.is_empty() {
+        opts.clients.push("client1".into());
+    }
+    match crate::pki::init_dir(dir, opts) {
+        Ok(()) => {
+            let _ = writeln!(out, "fwd init: wrote a CA, server and client certificates, a tls-crypt key, server.conf and client profiles to {}", dir.display());
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(err, "fwd init: {e}");
+            1
         }
     }
 }

@@ -288,7 +288,7 @@ fn apply_pushed(
         add_route(nl, idx, IpNet::V4(*net), *metric, applied, dev)?;
     }
     for (net, metric) in &p.routes_v6 {
-        if net.contains(&server.ip()) {
+        if matches!(server.ip(), IpAddr::V6(a) if net.contains(&a)) {
             bypass(nl, server, applied)?;
         }
         add_route(nl, idx, IpNet::V6(*net), *metric, applied, dev)?;

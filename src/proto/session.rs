@@ -603,14 +603,15 @@ impl Session {
         };
         let block = if params.ekm && !self.cfg.force_prf {
             keys::ekm_key_block(|out| k.tls.export_keying_material(out, keys::EKM_LABEL.as_bytes()))
+                .map_err(|e| CloseReason::Tls(format!("key export: {e}")))?
         } else {
             let (c, s) = match self.cfg.role {
                 Role::Client => (local, remote),
                 Role::Server => (remote, local),
             };
             keys::prf_key_block(c, s, client_sid.0, server_sid.0)
-        }
-        .map_err(|e| CloseReason::Protocol(format!("key derivation: {e}")))?;
+                .map_err(|e| CloseReason::Protocol(format!("key derivation: {e}")))?
+        };
         k.keys_announced = true;
         k.keys_at = Some(now);
         let first = self.keys.len() == 1 && k.key_id.get() == 0;
@@ -819,9 +820,8 @@ fn random_sid(rng: &mut StdRng) -> SessionId {
 }
 
 fn write_km2(k: &mut KeyState, km2: KeyMethod2) -> Result<(), CloseReason> {
-    k.tls
-        .write_message(&km2.encode())
-        .map_err(|e| CloseReason::Tls(e.to_string()))?;
+    let bytes = km2.encode().map_err(|e| CloseReason::Protocol(format!("key-method 2: {e}")))?;
+    k.tls.write_message(&bytes).map_err(|e| CloseReason::Tls(e.to_string()))?;
     k.local_km2 = Some(km2);
     Ok(())
 }
@@ -865,7 +865,7 @@ mod tests {
             password: None,
             peer_info: Some("IV_VER=2.6.14\n".into()),
         };
-        let bytes = km2.encode();
+        let bytes = km2.encode().unwrap();
         assert_eq!(km2_frame_len(&bytes, true), Some(bytes.len()));
         for cut in 0..bytes.len() {
             assert_eq!(km2_frame_len(&bytes[..cut], true), None, "cut at {cut}");

@@ -133,6 +133,13 @@ struct ConnPeer {
     up: PeerUp,
 }
 
+/// Whether a datagram carries the session id of `conn`'s peer (it sits right after the
+/// opcode in every wrapping mode).
+fn same_session(conn: &Conn, wire: &[u8]) -> bool {
+    let remote = conn.session.remote_session_id();
+    wire.get(1..9).is_some_and(|sid| remote.is_some_and(|r| r.0[..] == *sid))
+}
+
 /// Counters of refused input, for status and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ControlStats {
@@ -219,7 +226,7 @@ impl ServerCore {
                 // through the cookie handshake and replaces the old session once authenticated.
                 let is_new_reset = wire.first().map(|b| b >> 3)
                     == Some(Opcode::ControlHardResetClientV2 as u8)
-                    && !self.same_session(conn, wire);
+                    && !same_session(conn, wire);
                 if !is_new_reset {
                     conn.session.handle_datagram(now, wire);
                     self.drain_conn(now, id);
@@ -228,11 +235,6 @@ impl ServerCore {
             }
         }
         self.stateless(now, from, wire);
-    }
-
-    fn same_session(&self, conn: &Conn, wire: &[u8]) -> bool {
-        // The sender's session id sits right after the opcode in every wrapping mode.
-        wire.get(1..9).is_some_and(|sid| Some(sid) == conn.session.remote_session_id().as_ref().map(|s| &s.0[..]))
     }
 
     fn cookie(&self, slot: u64, from: SocketAddr, client_sid: SessionId) -> SessionId {

@@ -1,0 +1,338 @@
+//! Turning a loaded [`Config`] into what the server and client processes run with: TLS
+//! configurations, control-channel wrapping, the session parameters shared by both roles,
+//! pools restored from `ifconfig-pool-persist`, and the ccd lookup.
+//!
+//! Everything that can fail here is a configuration problem found after parsing (a key that
+//! does not parse, a pool that cannot be built); the errors name the option.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::client::pushed::PullFilter;
+use crate::client::run::{ClientPlan, RemoteSpec};
+use crate::config::{self, ccd, Config, ControlWrapSpec, Role, Topology, TransportProto};
+use crate::pool::{persist, Pool, PoolConfig, PoolV4, PoolV6, RestoreMode, V4Mode};
+use crate::proto::data::Cipher;
+use crate::proto::keys::{self, OccProto};
+use crate::proto::messages;
+use crate::proto::session::{SessionConfig, TlsSide};
+use crate::proto::tls::{self, RemoteCertTls, TlsIdentity, TlsPolicy, TlsVersion, X509NameType};
+use crate::proto::wrap::{self, Digest, KeyDirection, StaticKey, WrapKeys};
+use crate::server::core::{ClientDirectory, ClientOverrides, NoDirectory, ServerSettings, V4Layout};
+use crate::server::run::{ServerPlan, TunV4};
+
+/// TLS bytes per control packet: 1250-byte tls-mtu minus IPv6/UDP (48), the worst-case
+/// control header with 4 ACKs (1+8+1+16+8+4) and the largest wrap overhead (tls-auth SHA512:
+/// 72), rounded down.
+const MAX_CONTROL_PAYLOAD: usize = 1080;
+
+fn pem<'a>(p: &'a Option<config::Pem>, what: &str) -> Result<&'a str> {
+    p.as_ref().map(|p| p.text.as_str()).ok_or_else(|| anyhow!("{what}: missing (required for TLS)"))
+}
+
+fn wrap_keys(cfg: &Config, role: wrap::Role) -> Result<WrapKeys> {
+    Ok(match &cfg.control_wrap {
+        None => WrapKeys::None,
+        Some(ControlWrapSpec::TlsCrypt { key }) => {
+            let k = StaticKey::parse(&key.text).map_err(|e| anyhow!("tls-crypt: {e}"))?;
+            WrapKeys::tls_crypt(&k, role)
+        }
+        Some(ControlWrapSpec::TlsAuth { key, direction, auth }) => {
+            let k = StaticKey::parse(&key.text).map_err(|e| anyhow!("tls-auth: {e}"))?;
+            let dir = match direction {
+                None => None,
+                Some(0) => Some(KeyDirection::Normal),
+                Some(1) => Some(KeyDirection::Inverse),
+                Some(d) => bail!("key-direction: {d} is not 0 or 1"),
+            };
+            let digest: Digest = auth.parse().map_err(|e: String| anyhow!("auth: {e}"))?;
+            WrapKeys::tls_auth(&k, dir, digest)
+        }
+    })
+}
+
+fn tls_policy(cfg: &Config) -> Result<TlsPolicy> {
+    let mut policy = TlsPolicy::new(pem(&cfg.tls.ca, "ca")?);
+    policy.crl_pem = cfg.tls.crl.as_ref().map(|p| p.text.clone());
+    policy.remote_cert_tls = cfg.tls.remote_cert_tls.map(|u| match u {
+        config::CertUsage::Client => RemoteCertTls::Client,
+        config::CertUsage::Server => RemoteCertTls::Server,
+    });
+    policy.verify_x509_name = cfg.tls.verify_x509_name.as_ref().map(|v| {
+        let kind = match v.kind {
+            config::X509NameKind::Subject => X509NameType::Subject,
+            config::X509NameKind::Name => X509NameType::Name,
+            config::X509NameKind::NamePrefix => X509NameType::NamePrefix,
+        };
+        (v.name.clone(), kind)
+    });
+    policy.tls_version_min = match cfg.tls.tls_version_min.as_deref() {
+        Some("1.3") => Some(TlsVersion::V1_3),
+        _ => None,
+    };
+    Ok(policy)
+}
+
+fn ciphers(cfg: &Config) -> Result<(Vec<Cipher>, Option<Cipher>)> {
+    let mut list = Vec::new();
+    for name in &cfg.data_ciphers {
+        let optional = name.starts_with('?');
+        match Cipher::from_name(name.trim_start_matches('?')) {
+            Some(c) => list.push(c),
+            None if optional => {}
+            None => bail!("data-ciphers: {name} is not supported by fwd (AEAD ciphers only)"),
+        }
+    }
+    if list.is_empty() {
+        bail!("data-ciphers: no usable cipher");
+    }
+    let fallback = match &cfg.data_ciphers_fallback {
+        None => None,
+        Some(n) => Some(
+            Cipher::from_name(n)
+                .ok_or_else(|| anyhow!("data-ciphers-fallback: {n} is not supported by fwd"))?,
+        ),
+    };
+    Ok((list, fallback))
+}
+
+fn session_config(cfg: &Config, tls: TlsSide, role: crate::proto::session::Role) -> Result<SessionConfig> {
+    let client = role == crate::proto::session::Role::Client;
+    let (ciphers, _) = ciphers(cfg)?;
+    let wrap = wrap_keys(cfg, if client { wrap::Role::Client } else { wrap::Role::Server })?;
+    let peer_info = client.then(|| messages::peer_info_string(&ciphers, cfg.tun_mtu));
+    Ok(SessionConfig {
+        role,
+        wrap: Arc::new(wrap),
+        tls,
+        hand_window: Duration::from_secs(cfg.hand_window.into()),
+        tls_timeout: Duration::from_secs(cfg.tls_timeout.max(1).into()),
+        reneg_after: (cfg.reneg_sec > 0).then(|| Duration::from_secs(cfg.reneg_sec.into())),
+        tran_window: Duration::from_secs(cfg.tran_window.into()),
+        max_control_payload: MAX_CONTROL_PAYLOAD,
+        options_string: keys::options_string(client, cfg.tun_mtu.min(65535) as u16, OccProto::Udp),
+        peer_info,
+        credentials: None,
+        force_prf: cfg.force_prf,
+    })
+}
+
+fn listen_addr(cfg: &Config) -> (SocketAddr, Option<bool>) {
+    match (cfg.local, cfg.proto) {
+        (Some(ip), _) => (SocketAddr::new(ip, cfg.port), ip.is_ipv6().then_some(true)),
+        (None, TransportProto::Udp4) => ((Ipv4Addr::UNSPECIFIED, cfg.port).into(), None),
+        (None, TransportProto::Udp6) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(true)),
+        (None, TransportProto::Udp) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(false)),
+    }
+}
+
+/// The ccd directory as a [`ClientDirectory`].
+pub struct CcdDirectory {
+    pub dir: PathBuf,
+    pub exclusive: bool,
+}
+
+impl ClientDirectory for CcdDirectory {
+    fn lookup(&mut self, cn: &str) -> Result<Option<ClientOverrides>, String> {
+        let entry = ccd::load_for(&self.dir, cn, self.exclusive).map_err(|e| e.to_string())?;
+        match entry {
+            None if self.exclusive => Err(format!("ccd-exclusive: no ccd file for {cn}")),
+            None => Ok(None),
+            Some(e) => Ok(Some(ClientOverrides {
+                ifconfig_push: e.ifconfig_push.map(|p| (p.alias.unwrap_or(p.local), p.remote_netmask)),
+                ifconfig_ipv6_push: e.ifconfig_ipv6_push.map(|p| (p.addr.addr(), p.addr.prefix_len(), p.remote)),
+                iroutes: e.iroutes.iter().map(|n| n.trunc()).collect(),
+                iroutes_v6: e.iroutes_v6.clone(),
+                push: e.push.clone(),
+                push_reset: e.push_reset,
+                push_remove: e.push_remove.clone(),
+                disable: e.disable,
+            })),
+        }
+    }
+}
+
+fn build_pool(cfg: &Config) -> Result<Pool> {
+    let v4 = cfg.pool_v4.map(|p| PoolV4 {
+        start: p.start,
+        end: p.end,
+        mode: if cfg.topology == Topology::Net30 { V4Mode::Net30 } else { V4Mode::Individual },
+    });
+    let v6 = cfg.pool_v6.map(|p| PoolV6 { base: p.base, prefix_len: p.prefix_len });
+    if v4.is_none() && v6.is_none() {
+        // No dynamic pool (static addresses from ccd only): an empty IPv6 pool would refuse to
+        // build, so use a 1-slot placeholder that is never consulted (`has_v4/has_v6` decide).
+        return Pool::new(PoolConfig {
+            v4: None,
+            v6: Some(PoolV6 { base: "fd00::fffe".parse()?, prefix_len: 124 }),
+            duplicate_cn: cfg.duplicate_cn,
+        })
+        .map_err(|e| anyhow!("pool: {e}"));
+    }
+    let mut pool = Pool::new(PoolConfig { v4, v6, duplicate_cn: cfg.duplicate_cn })
+        .map_err(|e| anyhow!("ifconfig-pool: {e}"))?;
+    for note in pool.config_notes() {
+        tracing::info!("{note}");
+    }
+    if let Some((path, secs)) = &cfg.pool_persist {
+        let (entries, warnings) =
+            persist::load(path).with_context(|| format!("ifconfig-pool-persist: reading {}", path.display()))?;
+        for w in warnings {
+            tracing::warn!("{}", w.at(path));
+        }
+        for w in pool.restore(&entries, RestoreMode::from_seconds(*secs)) {
+            tracing::warn!("{}", w.at(path));
+        }
+    }
+    Ok(pool)
+}
+
+/// The server process plan for `cfg` (which must be a server configuration).
+pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
+    if cfg.role != Role::Server {
+        bail!("not a server configuration (use `mode server` / `server` / `server-ipv6`)");
+    }
+    let identity = TlsIdentity::from_pem(pem(&cfg.tls.cert, "cert")?, pem(&cfg.tls.key, "key")?)
+        .map_err(|e| anyhow!("cert/key: {e}"))?;
+    let tls_cfg = tls::server_config(&identity, &tls_policy(cfg)?).map_err(|e| anyhow!("TLS: {e}"))?;
+    let session = Arc::new(session_config(cfg, TlsSide::Server(tls_cfg), crate::proto::session::Role::Server)?);
+    let (data_ciphers, data_ciphers_fallback) = ciphers(cfg)?;
+    let v4_layout = match (cfg.topology, cfg.ifconfig) {
+        (Topology::Subnet, Some(i)) => V4Layout::Subnet { netmask: i.remote_netmask },
+        (Topology::Subnet, None) => V4Layout::Subnet { netmask: Ipv4Addr::new(255, 255, 255, 0) },
+        _ => V4Layout::Net30,
+    };
+    let tun_v4 = cfg.ifconfig.map(|i| match cfg.topology {
+        Topology::Subnet => TunV4 {
+            addr: i.local,
+            prefix_len: Ipv4Net::with_netmask(i.local, i.remote_netmask).map(|n| n.prefix_len()).unwrap_or(24),
+            peer: None,
+        },
+        _ => TunV4 { addr: i.local, prefix_len: 32, peer: Some(i.remote_netmask) },
+    });
+    let tun_v6 = cfg.ifconfig_ipv6.map(|i| (i.local.addr(), i.local.prefix_len()));
+    let mut routes: Vec<IpNet> = cfg.routes.iter().map(|r| IpNet::V4(r.net.trunc())).collect();
+    routes.extend(cfg.routes_v6.iter().map(|r| IpNet::V6(r.net.trunc())));
+    let (listen, v6only) = listen_addr(cfg);
+    let directory: Box<dyn ClientDirectory + Send> = match &cfg.ccd_dir {
+        Some(dir) => Box::new(CcdDirectory { dir: dir.clone(), exclusive: cfg.ccd_exclusive }),
+        None => Box::new(NoDirectory),
+    };
+    let settings = ServerSettings {
+        session,
+        push: cfg.push.clone(),
+        v4_layout,
+        server_v6: tun_v6,
+        data_ciphers,
+        data_ciphers_fallback,
+        duplicate_cn: cfg.duplicate_cn,
+        max_clients: cfg.max_clients.max(1),
+        tun_mtu: cfg.tun_mtu.min(65535) as u16,
+        hand_window: Duration::from_secs(cfg.hand_window.into()),
+        initial_reply_limit: 100,
+    };
+    Ok(ServerPlan {
+        settings,
+        pool: build_pool(cfg)?,
+        directory,
+        dev: dev_name(&cfg.dev),
+        threads: cfg.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        listen,
+        v6only,
+        tun_mtu: cfg.tun_mtu.min(65535) as u16,
+        txqueuelen: cfg.txqueuelen,
+        tun_v4,
+        tun_v6,
+        routes,
+        ping: cfg.ping.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
+        ping_restart: cfg.ping_restart.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
+        client_to_client: cfg.client_to_client,
+        replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
+        persist: cfg
+            .pool_persist
+            .as_ref()
+            .filter(|(_, secs)| RestoreMode::from_seconds(*secs).writes_file())
+            .map(|(p, secs)| (p.clone(), Duration::from_secs((*secs).into()))),
+        status: cfg
+            .status
+            .as_ref()
+            .map(|(p, secs)| (p.clone(), Duration::from_secs((*secs).max(1).into()), cfg.status_version)),
+        exit_notify: cfg.explicit_exit_notify > 0,
+        on_ready: None,
+    })
+}
+
+/// OpenVPN's `dev tun` means "the next free tunN"; the kernel does that with `tun%d`.
+fn dev_name(dev: &str) -> String {
+    if dev == "tun" {
+        "tun%d".to_string()
+    } else {
+        dev.to_string()
+    }
+}
+
+/// The client process plan for `cfg` (which must be a client configuration).
+pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
+    if cfg.role != Role::Client {
+        bail!("not a client configuration (use `client` or `pull` + `tls-client`)");
+    }
+    let identity = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(c), Some(k)) => Some(TlsIdentity::from_pem(&c.text, &k.text).map_err(|e| anyhow!("cert/key: {e}"))?),
+        _ => None,
+    };
+    let tls_cfg = tls::client_config(identity.as_ref(), &tls_policy(cfg)?).map_err(|e| anyhow!("TLS: {e}"))?;
+    let session = Arc::new(session_config(cfg, TlsSide::Client(tls_cfg), crate::proto::session::Role::Client)?);
+    let (data_ciphers, data_ciphers_fallback) = ciphers(cfg)?;
+    let remotes = cfg
+        .remotes
+        .iter()
+        .map(|r| RemoteSpec {
+            host: r.host.clone(),
+            port: r.port,
+            v6: match r.proto.unwrap_or(cfg.proto) {
+                TransportProto::Udp4 => Some(false),
+                TransportProto::Udp6 => Some(true),
+                TransportProto::Udp => None,
+            },
+        })
+        .collect();
+    let pull_filters = cfg
+        .pull_filters
+        .iter()
+        .map(|f| match f.action {
+            config::PullFilterAction::Accept => PullFilter::Accept(f.text.clone()),
+            config::PullFilterAction::Ignore => PullFilter::Ignore(f.text.clone()),
+            config::PullFilterAction::Reject => PullFilter::Reject(f.text.clone()),
+        })
+        .collect();
+    let local = match (cfg.nobind, cfg.local) {
+        (false, Some(ip)) => Some(SocketAddr::new(ip, cfg.port)),
+        _ => None,
+    };
+    Ok(ClientPlan {
+        session,
+        remotes,
+        dev: dev_name(&cfg.dev),
+        local,
+        data_ciphers,
+        data_ciphers_fallback,
+        pull_filters,
+        route_nopull: cfg.route_nopull,
+        ping: cfg.ping.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
+        ping_restart: cfg.ping_restart.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
+        tun_mtu: cfg.tun_mtu.min(65535) as u16,
+        replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
+        exit_notify: cfg.explicit_exit_notify,
+        connect_retry: Duration::from_secs(cfg.connect_retry.map_or(1, |(s, _)| s.max(1)).into()),
+        resolv_retry: match cfg.resolv_retry {
+            Some(config::ResolvRetry::Seconds(s)) => Duration::from_secs(s.into()),
+            _ => Duration::from_secs(u32::MAX.into()),
+        },
+        max_attempts: None,
+    })
+}
