@@ -1206,8 +1206,8 @@ mod tests {
     fn key_block_slots() {
         let kb = block();
         let b = kb.as_bytes();
-        assert_eq!(&kb.cipher_slot(Dir::ClientToServer)[..], &b[0..64]);
-        assert_eq!(&kb.cipher_slot(Dir::ServerToClient)[..], &b[128..192]);
+        assert_eq!(kb.cipher_slot(Dir::ClientToServer), &b[0..64]);
+        assert_eq!(kb.cipher_slot(Dir::ServerToClient), &b[128..192]);
         assert_eq!(&kb.implicit_iv(Dir::ClientToServer)[..], &b[64..72]);
         assert_eq!(&kb.implicit_iv(Dir::ServerToClient)[..], &b[192..200]);
     }
