@@ -105,7 +105,7 @@ fn session_config(cfg: &Config, tls: TlsSide, role: crate::proto::session::Role)
     let client = role == crate::proto::session::Role::Client;
     let (ciphers, _) = ciphers(cfg)?;
     let wrap = wrap_keys(cfg, if client { wrap::Role::Client } else { wrap::Role::Server })?;
-    let peer_info = client.then(|| messages::peer_info_string(&ciphers, cfg.tun_mtu));
+    let peer_info = client.then(|| messages::peer_info_string(&ciphers, messages::IV_PROTO_FWD, 1600));
     Ok(SessionConfig {
         role,
         wrap: Arc::new(wrap),

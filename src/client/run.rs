@@ -20,7 +20,7 @@ use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
 use crate::os::netlink::Netlink;
 use crate::os::tun::Tun;
 use crate::proto::data::{Cipher, Side};
-use crate::proto::messages::{OCC_EXIT, PING_MAGIC};
+use crate::proto::messages::{OCC_EXIT_PACKET, PING_MAGIC};
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
 use crate::route::{PeerId, RouteTable};
 
@@ -485,7 +485,7 @@ fn say_goodbye(plan: &ClientPlan, session: &mut Session, peer: &Peer, p: &Pushed
                 session.handle_datagram(Instant::now(), &bytes);
             }
         }
-    } else if let Some(b) = forward::seal_one(peer, &OCC_EXIT) {
+    } else if let Some(b) = forward::seal_one(peer, &OCC_EXIT_PACKET) {
         let _ = sock.send(&b);
     }
 }

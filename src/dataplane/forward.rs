@@ -222,7 +222,7 @@ impl Forwarder {
                 let _ = self.control.try_send(ToControl::OccExit { peer: peer.id });
                 return;
             }
-            Plain::Occ(_) => return,
+            Plain::Occ(_) | Plain::OccEmpty => return,
             Plain::Ip => {}
         }
         match self.mode {

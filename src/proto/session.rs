@@ -594,6 +594,7 @@ impl Session {
             (Role::Server, Some(r)) => (r, self.local_sid),
             (_, None) => return Ok(()),
         };
+        let only_key = self.keys.len() == 1;
         let k = &mut self.keys[i];
         if k.keys_announced {
             return Ok(());
@@ -614,7 +615,7 @@ impl Session {
         };
         k.keys_announced = true;
         k.keys_at = Some(now);
-        let first = self.keys.len() == 1 && k.key_id.get() == 0;
+        let first = only_key && k.key_id.get() == 0;
         if first {
             k.tx_switched = true;
         }
@@ -634,8 +635,12 @@ impl Session {
                 return Ok(());
             };
             let raw: Vec<u8> = k.plaintext.drain(..=nul).collect();
-            let Some(msg) = messages::parse_control_message(&raw[..nul]) else {
-                continue;
+            let msg = match ControlMessage::parse(&raw[..nul]) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!("control message ignored: {e}");
+                    continue;
+                }
             };
             self.handle_message(now, msg);
             if self.closed {
@@ -651,14 +656,18 @@ impl Session {
                     self.send_push_reply();
                 }
             }
-            (Role::Client, ControlMessage::PushReply(opts)) => {
+            (Role::Client, ControlMessage::PushReply { options, continuation }) => {
                 if self.push_done {
                     return;
                 }
-                if let Some(all) = self.push_acc.feed(opts) {
-                    self.push_done = true;
-                    self.next_push_request = None;
-                    self.events.push_back(Event::PushReply(all));
+                match self.push_acc.feed(options, continuation) {
+                    Ok(Some(all)) => {
+                        self.push_done = true;
+                        self.next_push_request = None;
+                        self.events.push_back(Event::PushReply(all));
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.close(CloseReason::Protocol(e.to_string())),
                 }
             }
             (Role::Client, ControlMessage::AuthFailed(reason)) => {
@@ -685,8 +694,8 @@ impl Session {
                 return;
             }
         };
-        for m in msgs {
-            self.send_text(&m);
+        for m in &msgs {
+            self.send_text(m);
         }
     }
 

@@ -22,18 +22,15 @@ use ring::hmac;
 
 use crate::pool::{Pool, SlotId};
 use crate::proto::data::{Cipher, KeyBlock};
-use crate::proto::messages::{self, PeerInfo};
+use crate::proto::messages::{
+    self, PeerInfo, PushTail, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH, IV_PROTO_TLS_KEY_EXPORT,
+};
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
 use crate::proto::wire::{ControlPacket, KeyId, Opcode, SessionId};
 use crate::proto::wrap::ReplayId;
 use crate::route::PeerId;
 use crate::server::push::{self, ClientPush, PushedV4, PushedV6};
 
-/// IV_PROTO bits a server acts on (openvpn-wire.md §8.4).
-const IV_PROTO_DATA_V2: u32 = 1 << 1;
-const IV_PROTO_REQUEST_PUSH: u32 = 1 << 2;
-const IV_PROTO_TLS_KEY_EXPORT: u32 = 1 << 3;
-const IV_PROTO_CC_EXIT_NOTIFY: u32 = 1 << 7;
 
 /// What a ccd file (or an auth backend) says about one client.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -485,7 +482,7 @@ impl ServerCore {
         let peer_id = PeerId(slot as u32);
         let data_v2 = info.iv_proto & IV_PROTO_DATA_V2 != 0;
         let ekm = info.iv_proto & IV_PROTO_TLS_KEY_EXPORT != 0 && !self.settings.session.force_prf;
-        let ncp = info.iv_ciphers.is_some() || info.iv_ncp.unwrap_or(0) >= 2;
+        let ncp = info.supports_ncp();
         let client_push = ClientPush {
             push_reset: overrides.push_reset,
             push_remove: &overrides.push_remove,
@@ -494,18 +491,19 @@ impl ServerCore {
             iroutes_v6: &overrides.iroutes_v6,
         };
         let mut push = push::client_push_list(&self.settings.push, &client_push);
-        push.extend(messages::server_push_tail(
-            v6.map(|v| (v.addr, v.prefix_len, v.remote)),
-            v4.map(|v| match v {
+        push.extend(messages::server_push_tail(&PushTail {
+            ifconfig_ipv6: v6.map(|v| (v.addr, v.prefix_len, v.remote)),
+            ifconfig: v4.map(|v| match v {
                 PushedV4::Subnet { addr, netmask } => (addr, netmask),
                 PushedV4::PointToPoint { addr, peer } => (addr, peer),
             }),
-            data_v2.then_some(peer_id.0),
-            ncp.then_some(cipher),
-            info.iv_proto & IV_PROTO_CC_EXIT_NOTIFY != 0,
+            peer_id: data_v2.then_some(peer_id.0),
+            auth_token: None,
+            cipher: ncp.then_some(cipher),
+            iv_proto: info.iv_proto,
             ekm,
-            info.iv_mtu.map(|_| self.settings.tun_mtu),
-        ));
+            tun_mtu: info.iv_mtu.map(|_| self.settings.tun_mtu),
+        }));
         let remote = self.conns.get(&id).map(|c| c.remote).ok_or("connection vanished")?;
         let up = PeerUp {
             peer_id,
