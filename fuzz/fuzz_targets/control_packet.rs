@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(pkt.acks.is_empty(), pkt.remote_session_id.is_none());
 
     let t0 = Instant::now();
-    let cfg = ReliableConfig { initial_timeout: Duration::from_secs(2), max_payload: 64 };
+    let cfg = ReliableConfig {
+        initial_timeout: Duration::from_secs(2),
+        max_payload: 64,
+    };
     // Our own session id equals the packet's peer sid half the time so ACKs get applied.
     let local = pkt.remote_session_id.unwrap_or(SessionId([0x42; 8]));
     let mut r = Reliable::new(local, KeyId::ZERO, t0, cfg);
