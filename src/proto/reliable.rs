@@ -647,6 +647,35 @@ mod tests {
     }
 
     #[test]
+    fn ack_v1_carries_at_most_8() {
+        let t0 = Instant::now();
+        let (_, mut b) = pair(t0, 100);
+        for id in 0..10u32 {
+            let p = ControlPacket {
+                opcode: Opcode::ControlV1,
+                key_id: KeyId::ZERO,
+                session_id: A,
+                acks: vec![],
+                remote_session_id: None,
+                message_id: Some(id),
+                payload: vec![id as u8],
+            };
+            b.handle_packet(t0, &p).unwrap();
+        }
+        let out = drain(&mut b, t0);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|p| p.opcode == Opcode::AckV1));
+        assert_eq!(out[0].acks, (0..8).collect::<Vec<_>>());
+        assert_eq!(&out[1].acks[..2], &[8, 9]);
+        assert_eq!(out[1].acks.len(), 8, "filled up with MRU re-acks");
+        assert!(out.iter().all(|p| p.remote_session_id == Some(A)));
+        // Every packet round-trips through the codec (≤ 8 acks accepted by the parser).
+        for p in &out {
+            assert_eq!(ControlPacket::parse(&p.to_bytes()).as_ref(), Ok(p));
+        }
+    }
+
+    #[test]
     fn receive_window_dupes_and_beyond() {
         let t0 = Instant::now();
         let (_, mut b) = pair(t0, 100);

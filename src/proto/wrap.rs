@@ -1064,6 +1064,7 @@ mod tests {
             "tls-auth-sha256" => vector!("tls-auth-sha256.hex"),
             "tls-auth-bidir-sha512" => vector!("tls-auth-bidir-sha512.hex"),
             "tls-crypt" => vector!("tls-crypt.hex"),
+            "tls-crypt-pull" => vector!("tls-crypt-pull.hex"),
             _ => panic!("unknown fixture {name}"),
         };
         text.lines()
@@ -1185,6 +1186,12 @@ mod tests {
             WrapKeys::tls_crypt(&k, Role::Client),
         );
         assert_eq!(fixture("tls-crypt")[0].1.len(), 54);
+        // Same with a `--client`-style (pull) peer.
+        check_interop(
+            "tls-crypt-pull",
+            WrapKeys::tls_crypt(&k, Role::Server),
+            WrapKeys::tls_crypt(&k, Role::Client),
+        );
         // The wrong role cannot read the client's reset.
         let mut out = Vec::new();
         let wire = &fixture("tls-crypt")[0].1;

@@ -35,6 +35,8 @@ MODES = {
         ["--tls-auth", "ta.key", "--auth", "SHA512"],
     ),
     "tls-crypt": (["--tls-crypt", "ta.key"], ["--tls-crypt", "ta.key"]),
+    # `--pull` + `--tls-client` is what `--client` expands to.
+    "tls-crypt-pull": (["--tls-crypt", "ta.key"], ["--tls-crypt", "ta.key", "--pull"]),
 }
 
 
