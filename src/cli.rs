@@ -26,7 +26,10 @@ pub enum Command {
     /// `fwd --config …` or `fwd run …`.
     Run(Box<Loaded>),
     /// `fwd init [DIR] [args…]`: remaining arguments are passed through untouched.
-    Init { dir: PathBuf, args: Vec<String> },
+    Init {
+        dir: PathBuf,
+        args: Vec<String>,
+    },
     Demo,
     Help,
     Version,
@@ -64,7 +67,9 @@ pub fn parse_command(args: &[String]) -> Result<Command, CliError> {
         "--version" | "-V" | "version" => Ok(Command::Version),
         "check" => {
             if rest.is_empty() {
-                return Err(CliError::Usage("`fwd check` needs `--config FILE` and/or options".into()));
+                return Err(CliError::Usage(
+                    "`fwd check` needs `--config FILE` and/or options".into(),
+                ));
             }
             config::load_args(rest)
                 .map(|l| Command::Check(Box::new(l)))
@@ -304,10 +309,19 @@ mod tests {
     fn simple_commands() {
         assert!(matches!(parse_command(&[]), Ok(Command::Help)));
         assert!(matches!(parse_command(&v(&["--help"])), Ok(Command::Help)));
-        assert!(matches!(parse_command(&v(&["--version"])), Ok(Command::Version)));
+        assert!(matches!(
+            parse_command(&v(&["--version"])),
+            Ok(Command::Version)
+        ));
         assert!(matches!(parse_command(&v(&["demo"])), Ok(Command::Demo)));
-        assert!(matches!(parse_command(&v(&["demo", "x"])), Err(CliError::Usage(_))));
-        assert!(matches!(parse_command(&v(&["frobnicate"])), Err(CliError::Usage(_))));
+        assert!(matches!(
+            parse_command(&v(&["demo", "x"])),
+            Err(CliError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_command(&v(&["frobnicate"])),
+            Err(CliError::Usage(_))
+        ));
         match parse_command(&v(&["init", "mypki"])) {
             Ok(Command::Init { dir, args }) => {
                 assert_eq!(dir, PathBuf::from("mypki"));
@@ -325,14 +339,21 @@ mod tests {
     fn version_output() {
         let (mut o, mut e) = (Vec::new(), Vec::new());
         assert_eq!(run_with(&v(&["--version"]), &mut o, &mut e), 0);
-        assert_eq!(String::from_utf8_lossy(&o), format!("fwd {}\n", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            String::from_utf8_lossy(&o),
+            format!("fwd {}\n", env!("CARGO_PKG_VERSION"))
+        );
     }
 
     #[test]
     fn help_documents_every_option_and_ipv6() {
         let h = help_text();
         for o in options::OPTIONS {
-            assert!(h.contains(&format!("--{}", o.name)), "{} missing from help", o.name);
+            assert!(
+                h.contains(&format!("--{}", o.name)),
+                "{} missing from help",
+                o.name
+            );
         }
         for k in [
             "--server-ipv6",
@@ -352,7 +373,11 @@ mod tests {
     #[test]
     fn config_error_exits_2_with_location() {
         let (mut o, mut e) = (Vec::new(), Vec::new());
-        let code = run_with(&v(&["check", "--dev", "tun", "--bogus-opt", "1"]), &mut o, &mut e);
+        let code = run_with(
+            &v(&["check", "--dev", "tun", "--bogus-opt", "1"]),
+            &mut o,
+            &mut e,
+        );
         assert_eq!(code, 2);
         let e = String::from_utf8_lossy(&e);
         assert!(e.contains("command line: bogus-opt: unknown option"), "{e}");
