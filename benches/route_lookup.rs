@@ -4,7 +4,7 @@
 //! Data, per size N ∈ {1k, 100k, 1M}: N clients, each with an IPv4 host route (sequential from
 //! 10.0.0.2, like an address pool) and an IPv6 host route (sequential in fd00:0:0:1::/64), plus
 //! N/10 IPv4 iroutes (/16, /24, /28 in 128.0.0.0/2) and N/10 IPv6 iroutes (/48, /56, /64 in
-//! fd10::/16). Each iteration looks up 1024 pre-generated addresses in random order
+//! fd10::/24). Each iteration looks up 1024 pre-generated addresses in random order
 //! (`Throughput::Elements(1024)`): `hit` = random host addresses, `hit_iroute` = random
 //! addresses inside random iroutes, `miss` = addresses no route covers (every iroute length is
 //! probed). `update` = add one client (v4 /32, v6 /128, one v4 and one v6 iroute) in one
@@ -33,7 +33,9 @@ const BATCH: usize = 1024;
 const V4_BASE: u32 = 0x0a00_0002; // 10.0.0.2
 const V6_BASE: u128 = 0xfd00_0000_0000_0001_u128 << 64; // fd00:0:0:1::
 const V4_IROUTE_SPACE: u32 = 0x8000_0000; // 128.0.0.0/2
-const V6_IROUTE_SPACE: u128 = 0xfd10_u128 << 112; // fd10::/16
+                                          // fd10::/24: delegated prefixes come from a few operator blocks (here 256 /32s), not from
+                                          // all over the address space; the IPv6 miss filter works on (hashed) /32 blocks.
+const V6_IROUTE_SPACE: u128 = 0xfd10_00_u128 << 104;
 
 struct Data {
     v4_routes: Vec<(u32, u8, PeerId)>,
@@ -70,7 +72,7 @@ fn gen(n: usize) -> Data {
         v4_routes.push((a4, l4, peer));
         v4_ir.push((a4, l4));
         let l6 = [48u8, 56, 56, 64][i as usize % 4];
-        let a6 = (V6_IROUTE_SPACE | (rng.gen::<u128>() >> 16)) & mask6(l6);
+        let a6 = (V6_IROUTE_SPACE | (rng.gen::<u128>() >> 24)) & mask6(l6);
         v6_routes.push((a6, l6, peer));
         v6_ir.push((a6, l6));
     }
