@@ -35,7 +35,7 @@ const V6_BASE: u128 = 0xfd00_0000_0000_0001_u128 << 64; // fd00:0:0:1::
 const V4_IROUTE_SPACE: u32 = 0x8000_0000; // 128.0.0.0/2
                                           // fd10::/24: delegated prefixes come from a few operator blocks (here 256 /32s), not from
                                           // all over the address space; the IPv6 miss filter works on (hashed) /32 blocks.
-const V6_IROUTE_SPACE: u128 = 0xfd10_00_u128 << 104;
+const V6_IROUTE_SPACE: u128 = 0x00fd_1000_u128 << 104;
 
 struct Data {
     v4_routes: Vec<(u32, u8, PeerId)>,
