@@ -8,7 +8,9 @@
 //! * Lookup is OpenVPN 2.6's algorithm (`multi_get_instance_by_virtual_addr`): an exact host
 //!   lookup first, then, for each prefix length currently used by an iroute of that family,
 //!   longest first, mask the address and look it up; the first hit wins. This is exactly
-//!   longest-prefix match, with a host route (full length) beating every iroute.
+//!   longest-prefix match, with a host route (full length) beating every iroute. Before the
+//!   per-length probes a one-bit-per-block miss filter ([`filter`]) rules out addresses no
+//!   iroute can cover, so an Internet destination costs one host probe.
 //! * Every prefix is normalised (host bits cleared) on insert and remove. For IPv6 that is
 //!   what 2.6 does. **Deviation:** 2.6 stores IPv4 iroutes as written, so an
 //!   `iroute 192.168.5.1 255.255.255.0` never matches anything there; fwd normalises it to
