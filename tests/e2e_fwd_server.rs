@@ -909,3 +909,141 @@ fn edit_drops_and_appends() {
     assert_eq!(edit(c, &[], ""), c);
     assert!(garbage().iter().any(|p| p.is_empty()));
 }
+
+// ---------------------------------------------------------------------------------------
+// Beyond the issue lists: what stock clients do in everyday operation.
+// ---------------------------------------------------------------------------------------
+
+/// A client that dies without telling the server (SIGKILL-like: no exit notify) and comes
+/// back from a new source port gets its addresses back at once; one that leaves with
+/// `explicit-exit-notify` frees its session and reconnects the same way.
+#[test]
+fn client_restart_and_exit_notify() {
+    let _g = serial();
+    let Some(mut net) = Net::new("fwd-restart", Underlay::V4, &["client1", "client2"]) else {
+        return;
+    };
+    let conf = net.base_server_conf();
+    net.start_server(&conf);
+    let cc = net.base_client_conf(0);
+    net.connect(0, &cc);
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    net.disconnect(0);
+    net.connect(0, &cc);
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+
+    let cc2 = edit(&net.base_client_conf(1), &[], "explicit-exit-notify 1");
+    net.connect(1, &cc2);
+    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+    net.disconnect(1);
+    net.connect(1, &cc2);
+    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+    assert!(net.server_running());
+}
+
+/// Data-channel key renegotiation, started by the client (`reneg-sec`) and by the server:
+/// the client (at verb 4) logs each new data key, and traffic keeps flowing across the key
+/// switches (the client sends with the newest key, so fwd must have installed it).
+#[test]
+fn renegotiation() {
+    let _g = serial();
+    let Some(mut net) = Net::new("fwd-reneg", Underlay::V4, &["client1", "client2"]) else {
+        return;
+    };
+    let conf = edit(&net.base_server_conf(), &[], "reneg-sec 0");
+    net.start_server(&conf);
+    let cc = edit(&net.base_client_conf(0), &["verb"], "reneg-sec 3\nverb 4");
+    net.connect(0, &cc);
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    // The initial key plus two renegotiations.
+    wait_log_count(
+        &net,
+        0,
+        "Outgoing Data Channel: Cipher",
+        3,
+        Duration::from_secs(15),
+    );
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    net.disconnect(0);
+    let _ = net.stop_server();
+
+    let conf = edit(&net.base_server_conf(), &[], "reneg-sec 3");
+    net.start_server(&conf);
+    let cc = edit(&net.base_client_conf(1), &["verb"], "reneg-sec 0\nverb 4");
+    net.connect(1, &cc);
+    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
+    wait_log_count(
+        &net,
+        1,
+        "Outgoing Data Channel: Cipher",
+        3,
+        Duration::from_secs(15),
+    );
+    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
+}
+
+/// Waits until `needle` occurs `n` times in client `i`'s current log.
+fn wait_log_count(net: &Net, i: usize, needle: &str, n: usize, timeout: Duration) {
+    let c = &net.clients[i];
+    let log = net.dir.join(format!("{}-{}.log", c.cn, c.runs));
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let got = text.matches(needle).count();
+        if got >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{}: {needle:?} seen {got} times, want {n}; log tail:\n{}",
+            c.cn,
+            common::lab::tail(&text, 30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A dual-stack server (`proto udp`, one socket for both families) with one client over
+/// IPv4 and one over IPv6.
+#[test]
+fn dual_stack_listener() {
+    let _g = serial();
+    let Some(mut net) = Net::new("fwd-dual", Underlay::V6, &["client1", "client2"]) else {
+        return;
+    };
+    let conf = edit(&net.base_server_conf(), &["proto"], "proto udp");
+    net.start_server(&conf);
+    let c1 = edit(
+        &net.base_client_conf(0),
+        &["proto", "remote"],
+        &format!("proto udp4\nremote 10.200.1.1 {PORT}"),
+    );
+    net.connect(0, &c1);
+    let c2 = net.base_client_conf(1);
+    net.connect(1, &c2);
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+}
+
+/// tls-auth with a non-default digest on both sides.
+#[test]
+fn tls_auth_sha256() {
+    let _g = serial();
+    let Some(mut net) = Net::new("fwd-tlsauth256", Underlay::V4, &["client1"]) else {
+        return;
+    };
+    let key = net.pki.tls_crypt.display().to_string();
+    let conf = edit(
+        &net.base_server_conf(),
+        &["tls-crypt"],
+        &format!("tls-auth {key} 0\nauth SHA256"),
+    );
+    net.start_server(&conf);
+    let c1 = edit(
+        &net.base_client_conf(0),
+        &["tls-crypt"],
+        &format!("tls-auth {key} 1\nauth SHA256"),
+    );
+    net.connect(0, &c1);
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+}
