@@ -89,6 +89,7 @@ struct Client {
 /// A fwd server host plus openvpn client hosts, each client on its own veth link to the
 /// server (link k: 10.200.k.0/24, fd00:200:k::/64, server is `.1` / `::1`).
 struct Net {
+    kind: ServerKind,
     lab: Lab,
     server: Host,
     clients: Vec<Client>,
@@ -102,6 +103,17 @@ struct Net {
 impl Net {
     /// `None` when the lab cannot run here (not root, tools missing; outside CI).
     fn new(name: &str, underlay: Underlay, clients: &[&str]) -> Option<Net> {
+        Net::with_server(fwd(), name, underlay, clients)
+    }
+
+    /// Like [`Net::new`] with another server program (the openvpn baseline for a
+    /// behaviour fwd must copy).
+    fn with_server(
+        kind: ServerKind,
+        name: &str,
+        underlay: Underlay,
+        clients: &[&str],
+    ) -> Option<Net> {
         let mut lab = Lab::try_new(name)?;
         let dir = lab.dir().to_path_buf();
         let server = lab.host("server");
@@ -122,6 +134,7 @@ impl Net {
         // send raw datagrams.
         let pki = test_pki(&dir);
         Some(Net {
+            kind,
             lab,
             server,
             clients: cs,
@@ -137,7 +150,7 @@ impl Net {
     /// client-to-client, routes to client1's iroutes).
     fn base_server_conf(&self) -> String {
         let ccd = write_ccd(&self.dir);
-        server_config(&fwd(), self.underlay, &self.pki, &ccd)
+        server_config(&self.kind, self.underlay, &self.pki, &ccd)
     }
 
     /// The reference client config for client `i`.
@@ -160,11 +173,14 @@ impl Net {
         let path = self.dir.join(format!("server-{}.conf", self.server_runs));
         std::fs::write(&path, conf).unwrap_or_else(|e| panic!("write server conf: {e}"));
         let log = self.server_log();
-        let argv = fwd().argv(&path);
+        let argv = self.kind.argv(&path);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         self.server_id = Some(self.lab.spawn(&self.server, &argv, &log));
-        if let Err(e) = self.lab.wait_for_log(&log, READY, CONNECT_TIMEOUT) {
-            panic!("fwd server did not start: {e}");
+        if let Err(e) = self
+            .lab
+            .wait_for_log(&log, self.kind.ready_needle(), CONNECT_TIMEOUT)
+        {
+            panic!("{} server did not start: {e}", self.kind.label());
         }
     }
 
@@ -936,6 +952,17 @@ fn client_restart_and_exit_notify() {
     net.connect(1, &cc2);
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
     net.disconnect(1);
+    // The EXIT control message (cc-exit) ends client2's session long before ping-restart.
+    let log = net.server_log();
+    let text = net
+        .lab
+        .wait_for_log(&log, "PeerExit", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("fwd did not act on the client's EXIT: {e}"));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("PeerExit") && l.contains("client2")),
+        "EXIT attributed to the wrong client"
+    );
     net.connect(1, &cc2);
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
     assert!(net.server_running());
@@ -1046,4 +1073,148 @@ fn tls_auth_sha256() {
     );
     net.connect(0, &c1);
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+}
+
+/// Server keepalive: with `keepalive 1 3` pushed, an idle client restarts unless fwd pings it
+/// every second; fwd in turn must not drop the idle-but-pinging client. Then large packets
+/// (1400-byte and fragmented 3000-byte pings) in both families.
+#[test]
+fn keepalive_idle_and_large_packets() {
+    let _g = serial();
+    let Some(mut net) = Net::new("fwd-keepalive", Underlay::V4, &["client1"]) else {
+        return;
+    };
+    let conf = edit(&net.base_server_conf(), &["keepalive"], "keepalive 1 3");
+    net.start_server(&conf);
+    let cc = net.base_client_conf(0);
+    let log = net.connect(0, &cc);
+    assert!(
+        log.contains("ping 1,ping-restart 3"),
+        "keepalive not pushed"
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    let log = wait_log(&net, 0, READY);
+    assert!(
+        !log.contains("Inactivity timeout"),
+        "client restarted: fwd sent no keepalive pings"
+    );
+    let slog = std::fs::read_to_string(net.server_log()).unwrap_or_default();
+    assert!(
+        !slog.contains("ping-restart"),
+        "fwd dropped an idle client that keeps pinging"
+    );
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    let c = net.client(0).clone();
+    for dst in ["10.8.0.1", "fd00:8::1"] {
+        for size in ["1400", "3000"] {
+            let fam = if dst.contains(':') { "-6" } else { "-4" };
+            let out = net.lab.exec(
+                &c,
+                &[
+                    "ping", fam, "-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", "-s", size, dst,
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{size}-byte ping to {dst} failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+}
+
+/// ccd `ifconfig-push` (static IPv4 inside the subnet), `push-reset` + `push` in ccd, and
+/// `push-remove`: each client gets what its ccd file says, and fwd's PUSH_REPLYs are the
+/// ones openvpn 2.6 sends for the same files (but for `dyn-tls-crypt`, which fwd does not
+/// offer).
+#[test]
+fn ccd_ifconfig_push_and_push_filters() {
+    let _g = serial();
+    let Some(want) = ccd_push_filters(ServerKind::OpenVpn) else {
+        return;
+    };
+    let Some(got) = ccd_push_filters(fwd()) else {
+        return;
+    };
+    let norm = |s: &str| s.replace(" dyn-tls-crypt", "");
+    assert_eq!(
+        norm(&got.0),
+        norm(&want.0),
+        "client1 PUSH_REPLY: fwd vs openvpn"
+    );
+    assert_eq!(
+        norm(&got.1),
+        norm(&want.1),
+        "client2 PUSH_REPLY: fwd vs openvpn"
+    );
+}
+
+/// Runs the ccd push scenario with `kind` as the server; returns both clients' PUSH_REPLY.
+fn ccd_push_filters(kind: ServerKind) -> Option<(String, String)> {
+    let name = format!("{}-ccdpush", kind.label());
+    let Some(mut net) = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"]) else {
+        return None;
+    };
+    let conf = edit(
+        &net.base_server_conf(),
+        &[],
+        "push \"route 10.77.0.0 255.255.255.0\"\npush \"route-ipv6 fd00:77::/64\"",
+    );
+    let ccd = net.dir.join("ccd");
+    std::fs::write(
+        ccd.join("client1"),
+        "ifconfig-push 10.8.0.50 255.255.255.0\nifconfig-ipv6-push fd00:8::50/64\n\
+         push-remove \"route-ipv6 fd00:77::/64\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        ccd.join("client2"),
+        // push-reset also drops the `server` macro's topology and route-gateway pushes.
+        "push-reset\npush \"topology subnet\"\npush \"route-gateway 10.8.0.1\"\n\
+         push \"route-ipv6 fd00:78::/64\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    net.start_server(&conf);
+    let l1 = net.connect(0, &net.base_client_conf(0));
+    let l2 = net.connect(1, &net.base_client_conf(1));
+    net.assert_client_works(0, Some("10.8.0.50"), "fd00:8::50");
+    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::1000");
+    let push = |log: &str| {
+        log.lines()
+            .find(|l| l.contains("PUSH_REPLY"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (p1, p2) = (push(&l1), push(&l2));
+    assert!(
+        p1.contains("route 10.77.0.0") && !p1.contains("fd00:77::"),
+        "{p1}"
+    );
+    assert!(
+        p2.contains("route-ipv6 fd00:78::/64")
+            && !p2.contains("10.77.0.0")
+            && !p2.contains("fd00:77::"),
+        "{p2}"
+    );
+    let c1 = net.client(0).clone();
+    let c2 = net.client(1).clone();
+    assert!(net
+        .routes(&c1, false)
+        .iter()
+        .any(|r| r.starts_with("10.77.0.0/24")));
+    assert!(!net
+        .routes(&c1, true)
+        .iter()
+        .any(|r| r.starts_with("fd00:77::")));
+    assert!(net
+        .routes(&c2, true)
+        .iter()
+        .any(|r| r.starts_with("fd00:78::/64")));
+    // Only the options: the log line's timestamp and prefix differ.
+    let opts = |l: &str| {
+        l.split_once("PUSH_REPLY")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default()
+    };
+    Some((opts(&p1), opts(&p2)))
 }
