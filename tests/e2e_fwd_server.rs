@@ -583,13 +583,32 @@ fn pool_persist_across_restart() {
 }
 
 /// An IPv6-only server: `server-ipv6` alone, then the explicit `mode server` form; the
-/// client gets no IPv4 address and ping6 works both ways.
+/// client gets no IPv4 address, ping6 works both ways, and fwd pushes what openvpn 2.6
+/// pushes for the same configs (run first as the baseline).
 #[test]
 fn ipv6_only_server() {
     let _g = serial();
-    let Some(mut net) = Net::new("fwd-v6only", Underlay::V4, &["client1", "client2"]) else {
+    let Some(want) = ipv6_only(ServerKind::OpenVpn) else {
         return;
     };
+    let Some(got) = ipv6_only(fwd()) else {
+        return;
+    };
+    let norm = |s: &String| s.replace(" dyn-tls-crypt", "");
+    let (got, want): (Vec<String>, Vec<String>) = (
+        got.iter().map(norm).collect(),
+        want.iter().map(norm).collect(),
+    );
+    assert_eq!(got, want, "IPv6-only PUSH_REPLYs: fwd vs openvpn");
+}
+
+/// Runs both IPv6-only server forms with `kind`; returns the PUSH_REPLY options of each.
+fn ipv6_only(kind: ServerKind) -> Option<Vec<String>> {
+    let name = format!("{}-v6only", kind.label());
+    let Some(mut net) = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"]) else {
+        return None;
+    };
+    let mut replies = Vec::new();
     let base = edit(
         &net.base_server_conf(),
         &[
@@ -628,9 +647,15 @@ fn ipv6_only_server() {
             .find(|l| l.contains("PUSH_REPLY"))
             .unwrap_or_default();
         assert!(!push.contains("ifconfig 10."), "IPv4 pushed: {push}");
+        replies.push(
+            push.split_once("PUSH_REPLY")
+                .map(|x| x.1.to_string())
+                .unwrap_or_default(),
+        );
         net.disconnect(i);
         let _ = net.stop_server();
     }
+    Some(replies)
 }
 
 /// 200 `push "route-ipv6 …"` lines: far more than one PUSH_REPLY holds, so fwd must split
