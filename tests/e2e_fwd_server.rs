@@ -605,9 +605,7 @@ fn ipv6_only_server() {
 /// Runs both IPv6-only server forms with `kind`; returns the PUSH_REPLY options of each.
 fn ipv6_only(kind: ServerKind) -> Option<Vec<String>> {
     let name = format!("{}-v6only", kind.label());
-    let Some(mut net) = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"]) else {
-        return None;
-    };
+    let mut net = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"])?;
     let mut replies = Vec::new();
     let base = edit(
         &net.base_server_conf(),
@@ -1177,9 +1175,7 @@ fn ccd_ifconfig_push_and_push_filters() {
 /// Runs the ccd push scenario with `kind` as the server; returns both clients' PUSH_REPLY.
 fn ccd_push_filters(kind: ServerKind) -> Option<(String, String)> {
     let name = format!("{}-ccdpush", kind.label());
-    let Some(mut net) = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"]) else {
-        return None;
-    };
+    let mut net = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"])?;
     let conf = edit(
         &net.base_server_conf(),
         &[],
