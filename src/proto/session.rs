@@ -813,8 +813,11 @@ impl Session {
             self.send_text("PUSH_REQUEST");
             self.next_push_request = Some(now + PUSH_REQUEST_INTERVAL);
         }
+        // Due even while a lame duck lingers (tran-window is usually longer than reneg-sec):
+        // the new key state replaces it, as in openvpn. Waiting for it instead would stall
+        // renegotiation and leave poll_timeout in the past, spinning the caller.
         if let (Some(k), Some(after)) = (self.keys.first(), self.cfg.reneg_after) {
-            if k.keys_at.is_some_and(|t| now >= t + after) && self.keys.len() == 1 {
+            if k.keys_at.is_some_and(|t| now >= t + after) {
                 self.start_renegotiation(now);
             }
         }

@@ -128,6 +128,8 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     if let Some(f) = plan.on_ready.take() {
         f(&dev, local);
     }
+    // The same words as openvpn, so scripts and tests that wait for readiness work for both.
+    tracing::info!("Initialization Sequence Completed");
 
     let mut seed = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut seed);
