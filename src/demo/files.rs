@@ -43,7 +43,8 @@ impl WorkDir {
     /// Writes `rel` (relative to the directory; parents are created) — 0600 when `secret`.
     pub fn write(&self, rel: &str, text: &str, secret: bool) -> Result<PathBuf, DemoError> {
         let path = self.path.join(rel);
-        let fail = |e: std::io::Error| DemoError::Failed(format!("writing {}: {e}", path.display()));
+        let fail =
+            |e: std::io::Error| DemoError::Failed(format!("writing {}: {e}", path.display()));
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(fail)?;
         }
@@ -192,7 +193,8 @@ pub fn write_all(dir: &WorkDir, plan: &Plan, clients: &[ClientSpec]) -> Result<W
     dir.write("server.conf", &conf, false)?;
     let mut summary = vec![
         "CA \"fwd demo CA\" (ECDSA P-256), server certificate CN=server, tls-crypt key".to_string(),
-        "server.conf (below), ccd/client1: iroute + iroute-ipv6 for the LAN behind client1,".to_string(),
+        "server.conf (below), ccd/client1: iroute + iroute-ipv6 for the LAN behind client1,"
+            .to_string(),
         "ccd/client2: ifconfig-ipv6-push (a fixed IPv6 address)".to_string(),
     ];
     for (rel, text) in ccd_files(plan) {
@@ -210,7 +212,8 @@ pub fn write_all(dir: &WorkDir, plan: &Plan, clients: &[ClientSpec]) -> Result<W
         // The lab has no DCO kernel module: tell openvpn so instead of relying on its
         // fallback. fwd has no DCO option; the OpenVPN idiom `ignore-unknown-option` keeps
         // one profile valid for both programs.
-        profile.push_str("connect-retry 1\nverb 3\nignore-unknown-option disable-dco\ndisable-dco\n");
+        profile
+            .push_str("connect-retry 1\nverb 3\nignore-unknown-option disable-dco\ndisable-dco\n");
         dir.write(&format!("{}.ovpn", c.name), &profile, true)?;
         summary.push(format!(
             "{}.ovpn: inline profile (cert CN={}, remote {} {}) for {}",

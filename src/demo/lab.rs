@@ -98,7 +98,8 @@ pub struct Lab {
 impl Lab {
     /// An empty lab for this process; deletes stale namespaces of dead demos first.
     pub fn new() -> Result<Lab, DemoError> {
-        let ip = find_bin("ip").ok_or_else(|| DemoError::Failed("`ip` (iproute2) not found".into()))?;
+        let ip =
+            find_bin("ip").ok_or_else(|| DemoError::Failed("`ip` (iproute2) not found".into()))?;
         sweep_stale(&ip);
         Ok(Lab {
             id: format!("{NS_PREFIX}{}", std::process::id()),
@@ -160,7 +161,15 @@ impl Lab {
         };
         let (aa, ba) = (addrs(1), addrs(2));
         for (ns, ifn, [v4, v6]) in [(a, &if_a, aa), (b, &if_b, ba)] {
-            self.ip_ok(&["-n", &ns.name, "addr", "add", &format!("{v4}/24"), "dev", ifn])?;
+            self.ip_ok(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                ifn,
+            ])?;
             self.ip_ok(&[
                 "-n",
                 &ns.name,
@@ -187,7 +196,9 @@ impl Lab {
         ])?;
         for a in addrs {
             if a.contains(':') {
-                self.ip_ok(&["-n", &ns.name, "-6", "addr", "add", a, "dev", ifname, "nodad"])?;
+                self.ip_ok(&[
+                    "-n", &ns.name, "-6", "addr", "add", a, "dev", ifname, "nodad",
+                ])?;
             } else {
                 self.ip_ok(&["-n", &ns.name, "addr", "add", a, "dev", ifname])?;
             }
@@ -282,8 +293,14 @@ impl Lab {
 
     /// Like [`Lab::exec`], but kills the command (by PID) if it runs longer than `limit` or
     /// the demo is interrupted; `None` then.
-    pub fn exec_timeout(&self, ns: &Ns, argv: &[&str], limit: Duration) -> Result<Option<Output>, DemoError> {
-        let fail = |e: std::io::Error| DemoError::Failed(format!("running {argv:?} in {}: {e}", ns.name));
+    pub fn exec_timeout(
+        &self,
+        ns: &Ns,
+        argv: &[&str],
+        limit: Duration,
+    ) -> Result<Option<Output>, DemoError> {
+        let fail =
+            |e: std::io::Error| DemoError::Failed(format!("running {argv:?} in {}: {e}", ns.name));
         let mut child = Command::new(&self.ip)
             .args(["netns", "exec", &ns.name])
             .args(argv)
@@ -302,8 +319,18 @@ impl Lab {
                 buf
             })
         };
-        let out_t = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
-        let err_t = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
+        let out_t = drain(
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+        );
+        let err_t = drain(
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+        );
         let start = Instant::now();
         let status = loop {
             if let Some(st) = child.try_wait().map_err(fail)? {
@@ -318,7 +345,11 @@ impl Lab {
         };
         let stdout = out_t.join().unwrap_or_default();
         let stderr = err_t.join().unwrap_or_default();
-        Ok(status.map(|status| Output { status, stdout, stderr }))
+        Ok(status.map(|status| Output {
+            status,
+            stdout,
+            stderr,
+        }))
     }
 
     /// Global-scope addresses on tun interfaces in `ns` (`ip -o addr show`).
@@ -534,7 +565,8 @@ mod tests {
         assert!(local_field_has(l, ":04AA "));
         assert!(!local_field_has(l, ":04A "));
         assert!(!local_field_has(l, ":0000 "));
-        let l6 = "  3: 00000000000000000000000000000000:04AA 00000000000000000000000000000000:0000 07";
+        let l6 =
+            "  3: 00000000000000000000000000000000:04AA 00000000000000000000000000000000:0000 07";
         assert!(local_field_has(l6, ":04AA "));
         assert!(!local_field_has("", ":04AA "));
     }

@@ -82,8 +82,6 @@ impl Default for Plan {
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one path may take to answer its first ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(4);
-/// Length of the throughput measurement.
-const THROUGHPUT_SECS: u32 = 3;
 /// The line both `openvpn` and the fwd client log once the tunnel is up.
 const CONNECTED: &str = "Initialization Sequence Completed";
 
@@ -128,7 +126,11 @@ impl Checks {
         self.0.push(Check { ok, what });
     }
     fn failed(&self) -> Vec<&str> {
-        self.0.iter().filter(|c| !c.ok).map(|c| c.what.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.what.as_str())
+            .collect()
     }
 }
 
@@ -136,14 +138,19 @@ impl Checks {
 fn cannot_run() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (it creates network namespaces and tun devices); try `sudo fwd demo`".into());
+        return Some(
+            "needs root (it creates network namespaces and tun devices); try `sudo fwd demo`"
+                .into(),
+        );
     }
     if !Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun is missing (modprobe tun)".into());
     }
     for b in ["ip", "ping"] {
         if find_bin(b).is_none() {
-            return Some(format!("`{b}` is not installed (apt-get install iproute2 iputils-ping)"));
+            return Some(format!(
+                "`{b}` is not installed (apt-get install iproute2 iputils-ping)"
+            ));
         }
     }
     None
@@ -210,15 +217,21 @@ pub fn main(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let secs = started.elapsed().as_secs_f64();
     match result {
         Err(DemoError::Interrupted) => {
-            con.say(&format!("\nfwd demo: interrupted after {secs:.1} s; everything removed"));
+            con.say(&format!(
+                "\nfwd demo: interrupted after {secs:.1} s; everything removed"
+            ));
             130
         }
         Err(DemoError::Failed(_)) => {
-            con.say(&format!("\nfwd demo: FAILED after {secs:.1} s; everything removed"));
+            con.say(&format!(
+                "\nfwd demo: FAILED after {secs:.1} s; everything removed"
+            ));
             1
         }
         Ok(()) if failed.is_empty() => {
-            con.say(&format!("\nfwd demo: all {total} checks passed in {secs:.1} s ✔"));
+            con.say(&format!(
+                "\nfwd demo: all {total} checks passed in {secs:.1} s ✔"
+            ));
             0
         }
         Ok(()) => {
@@ -233,7 +246,10 @@ pub fn main(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn interrupted() -> Result<(), DemoError> {
@@ -288,12 +304,20 @@ fn wait_tun_addrs(lab: &Lab, ns: &Ns, timeout: Duration) -> Result<TunAddrs, Dem
 }
 
 /// Waits until the log of `id` contains `needle`; fails early when the process exits.
-fn wait_log(lab: &mut Lab, id: ProcId, who: &str, needle: &str, timeout: Duration) -> Result<(), DemoError> {
+fn wait_log(
+    lab: &mut Lab,
+    id: ProcId,
+    who: &str,
+    needle: &str,
+    timeout: Duration,
+) -> Result<(), DemoError> {
     let log = lab.log(id).map(Path::to_path_buf).unwrap_or_default();
     let start = Instant::now();
     loop {
         interrupted()?;
-        let text = std::fs::read(&log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let text = std::fs::read(&log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         if text.contains(needle) {
             return Ok(());
         }
@@ -367,7 +391,13 @@ fn connect(
     ];
     let log_name = format!("{name}-{}.log", program.label());
     let log = work.path().join(&log_name);
-    let id = lab.spawn(ns, &format!("{name} ({})", program.label()), &argv, work.path(), &log)?;
+    let id = lab.spawn(
+        ns,
+        &format!("{name} ({})", program.label()),
+        &argv,
+        work.path(),
+        &log,
+    )?;
     con.say(&format!(
         "$ ip netns exec {} {}   (pid {}, log {log_name})",
         ns.name(),
@@ -386,7 +416,12 @@ fn connect(
 }
 
 /// The demo proper; the caller tears down whatever it leaves behind.
-fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks) -> Result<(), DemoError> {
+fn run(
+    con: &mut Console<'_>,
+    work: &WorkDir,
+    lab: &mut Lab,
+    checks: &mut Checks,
+) -> Result<(), DemoError> {
     let plan = Plan::default();
     let fwd = std::env::current_exe()
         .map_err(|e| DemoError::Failed(format!("cannot find the fwd binary itself: {e}")))?;
@@ -400,7 +435,11 @@ fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks
         "client1: {} ({}){}",
         client1_prog.label(),
         client1_prog.path().display(),
-        if matches!(client1_prog, ClientProgram::Fwd(_)) { "  [openvpn not installed]" } else { "  (stock OpenVPN 2.6)" }
+        if matches!(client1_prog, ClientProgram::Fwd(_)) {
+            "  [openvpn not installed]"
+        } else {
+            "  (stock OpenVPN 2.6)"
+        }
     ));
     con.say(&format!("client2: fwd as a client ({})", fwd.display()));
     con.say(&format!("work dir: {}", work.path().display()));
@@ -426,7 +465,9 @@ fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks
     let lan4 = format!("{}/24", plan.lan_v4_host);
     let lan6 = format!("{}/64", plan.lan_v6_host);
     lab.stub_lan(&client1, "lan0", &[&lan4, &lan6])?;
-    con.say(&format!("+ client1 lan0 {lan4} {lan6} (the LAN behind client1)"));
+    con.say(&format!(
+        "+ client1 lan0 {lan4} {lan6} (the LAN behind client1)"
+    ));
     interrupted()?;
 
     // --- PKI and configs -----------------------------------------------------------------
@@ -463,7 +504,13 @@ fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks
         "--config".into(),
         "server.conf".into(),
     ];
-    let srv = lab.spawn(&server, "fwd server", &argv, work.path(), &work.path().join("server.log"))?;
+    let srv = lab.spawn(
+        &server,
+        "fwd server",
+        &argv,
+        work.path(),
+        &work.path().join("server.log"),
+    )?;
     con.say(&format!(
         "$ ip netns exec {} {}   (pid {}, log server.log)",
         server.name(),
@@ -514,7 +561,11 @@ fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks
                     c.name
                 ));
                 if let Some(how) = lab.stop(id) {
-                    con.say(&format!("stopped {} (fwd, pid {}): {how}", c.name, lab.pid(id)));
+                    con.say(&format!(
+                        "stopped {} (fwd, pid {}): {how}",
+                        c.name,
+                        lab.pid(id)
+                    ));
                 }
                 let program = ClientProgram::OpenVpn(ovpn.clone());
                 tun = connect(con, lab, work, ns, c.name, &program)?.1;
@@ -526,10 +577,15 @@ fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks
         [a1, a2] => (a1, a2),
         _ => return Err(DemoError::Failed("internal: expected two clients".into())),
     };
-    let got = |who: &str, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>| -> Result<(IpAddr, IpAddr), DemoError> {
+    let got = |who: &str,
+               v4: Option<Ipv4Addr>,
+               v6: Option<Ipv6Addr>|
+     -> Result<(IpAddr, IpAddr), DemoError> {
         match (v4, v6) {
             (Some(v4), Some(v6)) => Ok((IpAddr::V4(v4), IpAddr::V6(v6))),
-            _ => Err(DemoError::Failed(format!("{who} did not get both an IPv4 and an IPv6 address"))),
+            _ => Err(DemoError::Failed(format!(
+                "{who} did not get both an IPv4 and an IPv6 address"
+            ))),
         }
     };
     let (c1v4, c1v6) = got("client1", a1.v4, a1.v6)?;
@@ -537,7 +593,8 @@ fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks
     let pool4 = Ipv4Net::new(plan.vpn_v4_net, 24).unwrap_or_default();
     checks.record(
         con,
-        a1.v4.is_some_and(|a| pool4.contains(&a)) && a1.v6.is_some_and(|a| plan.vpn_v6_net.contains(&a)),
+        a1.v4.is_some_and(|a| pool4.contains(&a))
+            && a1.v6.is_some_and(|a| plan.vpn_v6_net.contains(&a)),
         "client1 got addresses from both pools".into(),
         &format!("{c1v4} {c1v6}"),
     );
@@ -586,19 +643,12 @@ fn run(con: &mut Console<'_>, work: &WorkDir, lab: &mut Lab, checks: &mut Checks
     // --- Throughput ------------------------------------------------------------------------
     con.step("Throughput client2 → server through the tunnel");
     let rate = match find_bin("iperf3") {
-        Some(bin) => throughput::iperf3(
-            lab,
-            &bin,
-            &server,
-            &client2,
-            sv4,
-            THROUGHPUT_SECS,
-            work.path(),
-            &mut |l| con.say(l),
-        ),
+        Some(bin) => throughput::iperf3(lab, &bin, &server, &client2, sv4, work.path(), &mut |l| {
+            con.say(l)
+        }),
         None => {
             con.say("iperf3 is not installed: timing a TCP stream between the namespaces instead");
-            throughput::tcp_transfer(&server, &client2, sv4, THROUGHPUT_SECS)
+            throughput::tcp_transfer(&server, &client2, sv4)
         }
     };
     match rate {

@@ -18,6 +18,8 @@ use super::{signal, DemoError};
 
 /// Port used for the measurement (inside the lab only).
 const PORT: u16 = 5201;
+/// Length of a measurement, seconds.
+pub const SECS: u32 = 3;
 
 /// A measured rate.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,10 +36,10 @@ pub fn iperf3(
     server: &Ns,
     client: &Ns,
     dst: IpAddr,
-    secs: u32,
     cwd: &Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<Rate, DemoError> {
+    let secs = SECS;
     let bin = iperf3.to_string_lossy().into_owned();
     let srv = vec![
         bin.clone(),
@@ -48,8 +50,18 @@ pub fn iperf3(
         "-p".into(),
         PORT.to_string(),
     ];
-    say(&format!("$ ip netns exec {} {} &", server.name(), srv.join(" ")));
-    let id = lab.spawn(server, "iperf3 server", &srv, cwd, &cwd.join("iperf3-server.log"))?;
+    say(&format!(
+        "$ ip netns exec {} {} &",
+        server.name(),
+        srv.join(" ")
+    ));
+    let id = lab.spawn(
+        server,
+        "iperf3 server",
+        &srv,
+        cwd,
+        &cwd.join("iperf3-server.log"),
+    )?;
     let secs_s = secs.to_string();
     let dst_s = dst.to_string();
     let port_s = PORT.to_string();
@@ -66,7 +78,11 @@ pub fn iperf3(
         "--connect-timeout",
         "3000",
     ];
-    say(&format!("$ ip netns exec {} {}", client.name(), cli.join(" ")));
+    say(&format!(
+        "$ ip netns exec {} {}",
+        client.name(),
+        cli.join(" ")
+    ));
     // The server needs a moment to listen: retry a refused connection briefly.
     let start = Instant::now();
     let out = loop {
@@ -93,7 +109,11 @@ pub fn iperf3(
             .chain(text.lines())
             .rfind(|l| l.contains("iperf3:"))
             .unwrap_or("no output");
-        return Err(DemoError::Failed(format!("iperf3 failed ({}): {}", out.status, last.trim())));
+        return Err(DemoError::Failed(format!(
+            "iperf3 failed ({}): {}",
+            out.status,
+            last.trim()
+        )));
     }
     let mbit = parse_iperf3_receiver(&text)
         .ok_or_else(|| DemoError::Failed(format!("no receiver line in iperf3 output:\n{text}")))?;
@@ -114,7 +134,10 @@ fn interrupted_or(msg: impl FnOnce() -> String) -> Result<(), DemoError> {
 
 /// The `… Mbits/sec … receiver` figure of iperf3's (`-f m`) summary.
 pub fn parse_iperf3_receiver(text: &str) -> Option<f64> {
-    let line = text.lines().rev().find(|l| l.trim_end().ends_with("receiver"))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_end().ends_with("receiver"))?;
     let toks: Vec<&str> = line.split_whitespace().collect();
     let i = toks.iter().position(|t| *t == "Mbits/sec")?;
     toks.get(i.checked_sub(1)?)?.parse().ok()
@@ -122,7 +145,8 @@ pub fn parse_iperf3_receiver(text: &str) -> Option<f64> {
 
 /// A TCP stream of zeros from `client` to a listener on `dst` in `server` for `secs` seconds,
 /// measured at the receiver.
-pub fn tcp_transfer(server: &Ns, client: &Ns, dst: IpAddr, secs: u32) -> Result<Rate, DemoError> {
+pub fn tcp_transfer(server: &Ns, client: &Ns, dst: IpAddr) -> Result<Rate, DemoError> {
+    let secs = SECS;
     let fail = |what: String| DemoError::Failed(format!("TCP transfer: {what}"));
     let server_ns = open_ns(server)?;
     let client_ns = open_ns(client)?;
