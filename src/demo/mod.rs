@@ -184,7 +184,12 @@ pub fn main(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
     };
     let mut checks = Checks::default();
-    let result = run(&mut con, &work, &mut lab, &mut checks);
+    let mut result = run(&mut con, &work, &mut lab, &mut checks);
+    // Ctrl-C in a terminal signals the whole process group: a child may die of it and be
+    // noticed as a failure a moment before the flag is. It was still an interruption.
+    if matches!(result, Err(DemoError::Failed(_))) && signal::interrupted() {
+        result = Err(DemoError::Interrupted);
+    }
     if let Err(e) = &result {
         match e {
             DemoError::Interrupted => con.say("\ninterrupted: tearing down"),
