@@ -220,7 +220,10 @@ pub fn init_logging(verb: u32) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// `fwd --config F …`: run the server or client the configuration describes.
@@ -255,13 +258,19 @@ fn init(dir: &std::path::Path, args: &[String], out: &mut dyn Write, err: &mut d
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         let r = match a.as_str() {
             "--client" => value("--client").map(|v| opts.clients.push(v)),
             "--remote" => value("--remote").map(|v| opts.remote = v),
             "--server-cn" => value("--server-cn").map(|v| opts.server_cn = v),
             "--port" => value("--port").and_then(|v| {
-                v.parse().map(|p| opts.port = p).map_err(|_| format!("--port: bad port {v}"))
+                v.parse()
+                    .map(|p| opts.port = p)
+                    .map_err(|_| format!("--port: bad port {v}"))
             }),
             other => Err(format!("unknown init option {other}")),
         };

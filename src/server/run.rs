@@ -45,6 +45,9 @@ pub struct TunV4 {
     pub peer: Option<Ipv4Addr>,
 }
 
+/// Called with the tun name and the bound UDP address once the server is up.
+pub type ReadyHook = Box<dyn FnOnce(&str, SocketAddr) + Send>;
+
 /// Everything the server process needs, derived from the configuration.
 pub struct ServerPlan {
     pub settings: ServerSettings,
@@ -68,23 +71,29 @@ pub struct ServerPlan {
     pub status: Option<(PathBuf, Duration, u8)>,
     pub exit_notify: bool,
     /// Called with the tun name once the device is up (tests, demo).
-    pub on_ready: Option<Box<dyn FnOnce(&str, SocketAddr) + Send>>,
+    pub on_ready: Option<ReadyHook>,
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Run the server until `stop` is set.
 pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let threads = plan.threads.max(1);
-    let tun = Tun::create(&plan.dev, threads).with_context(|| format!("creating tun device {}", plan.dev))?;
+    let tun = Tun::create(&plan.dev, threads)
+        .with_context(|| format!("creating tun device {}", plan.dev))?;
     let dev = tun.name().to_string();
     configure_tun(&plan, &dev)?;
     let sockets = udp::bind_reuseport(plan.listen, threads, plan.v6only)
         .with_context(|| format!("binding UDP {}", plan.listen))?;
     let local = sockets[0].local_addr()?;
-    let control_sock = sockets[0].try_clone().context("duplicating the control socket")?;
+    let control_sock = sockets[0]
+        .try_clone()
+        .context("duplicating the control socket")?;
     tracing::info!(dev, %local, threads, "fwd server listening");
 
     let peers = Arc::new(PeerTable::new(plan.settings.max_clients as usize));
@@ -96,7 +105,9 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let mut shards = Vec::new();
     for (i, (sock, queue)) in sockets.into_iter().zip(tun.into_queues()).enumerate() {
         let fwd = Forwarder {
-            mode: Mode::Server { client_to_client: plan.client_to_client },
+            mode: Mode::Server {
+                client_to_client: plan.client_to_client,
+            },
             peers: peers.clone(),
             routes: routes.clone(),
             control: control_tx.clone(),
@@ -105,7 +116,14 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         };
         let core = (threads > 1).then_some(i);
         let io = ShardIo::new(sock, queue)?;
-        shards.push(spawn_shard(core, format!("fwd-shard-{i}"), io, fwd, stop.clone(), ShardOptions::default())?);
+        shards.push(spawn_shard(
+            core,
+            format!("fwd-shard-{i}"),
+            io,
+            fwd,
+            stop.clone(),
+            ShardOptions::default(),
+        )?);
     }
     if let Some(f) = plan.on_ready.take() {
         f(&dev, local);
@@ -114,7 +132,14 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let mut seed = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut seed);
     let now = Instant::now();
-    let core = ServerCore::new(plan.settings, plan.pool, plan.directory, now, unix_now(), seed);
+    let core = ServerCore::new(
+        plan.settings,
+        plan.pool,
+        plan.directory,
+        now,
+        unix_now(),
+        seed,
+    );
     let mut ctl = Control {
         core,
         peers,
@@ -149,13 +174,19 @@ fn configure_tun(plan: &ServerPlan, dev: &str) -> Result<()> {
     }
     nl.set_link_up(idx)?;
     if let Some(v4) = plan.tun_v4 {
-        nl.add_address(idx, IpAddr::V4(v4.addr), v4.prefix_len, v4.peer.map(IpAddr::V4))?;
+        nl.add_address(
+            idx,
+            IpAddr::V4(v4.addr),
+            v4.prefix_len,
+            v4.peer.map(IpAddr::V4),
+        )?;
     }
     if let Some((addr, bits)) = plan.tun_v6 {
         nl.add_address(idx, IpAddr::V6(addr), bits, None)?;
     }
     for r in &plan.routes {
-        nl.add_route(*r, idx, None, None).with_context(|| format!("route {r} on {dev}"))?;
+        nl.add_route(*r, idx, None, None)
+            .with_context(|| format!("route {r} on {dev}"))?;
     }
     Ok(())
 }
@@ -178,7 +209,10 @@ impl Control {
         let mut next_housekeeping = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let deadline = self.core.poll_timeout().map_or(next_housekeeping, |t| t.min(next_housekeeping));
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map_or(next_housekeeping, |t| t.min(next_housekeeping));
             let wait = deadline.saturating_duration_since(now).min(HOUSEKEEPING);
             match rx.recv_timeout(wait) {
                 Ok(msg) => {
@@ -209,7 +243,8 @@ impl Control {
             }
             ToControl::Float { peer, to } => self.core.peer_floated(peer, udp::normalize(to)),
             ToControl::OccExit { peer } => {
-                self.core.kill_peer(now, peer, None, CloseReason::PeerExit("OCC_EXIT".into()))
+                self.core
+                    .kill_peer(now, peer, None, CloseReason::PeerExit("OCC_EXIT".into()))
             }
         }
         self.flush();
@@ -230,7 +265,12 @@ impl Control {
     fn apply(&mut self, ev: ServerEvent) {
         match ev {
             ServerEvent::PeerUp(up) => {
-                let peer = Arc::new(Peer::new(up.peer_id, up.data_v2, up.remote, up.common_name.clone()));
+                let peer = Arc::new(Peer::new(
+                    up.peer_id,
+                    up.data_v2,
+                    up.remote,
+                    up.common_name.clone(),
+                ));
                 peer.touch_rx(self.clock.ms(Instant::now()), 0);
                 self.peers.insert(peer);
                 let changes = client_routes(up.v4, up.v6, &up.iroutes, &up.iroutes_v6)
@@ -247,9 +287,23 @@ impl Control {
                     "peer up"
                 );
             }
-            ServerEvent::Keys { peer_id, key_id, cipher, key_block, tx_now } => {
-                let Some(peer) = self.peers.get(peer_id) else { return };
-                match forward::key_slot(key_id, cipher, &key_block, Side::Server, self.replay_window) {
+            ServerEvent::Keys {
+                peer_id,
+                key_id,
+                cipher,
+                key_block,
+                tx_now,
+            } => {
+                let Some(peer) = self.peers.get(peer_id) else {
+                    return;
+                };
+                match forward::key_slot(
+                    key_id,
+                    cipher,
+                    &key_block,
+                    Side::Server,
+                    self.replay_window,
+                ) {
                     Ok(slot) => {
                         let slot = Arc::new(slot);
                         peer.update_keys(|r: &mut KeyRing| {
@@ -283,7 +337,11 @@ impl Control {
                     });
                 }
             }
-            ServerEvent::PeerDown { peer_id, common_name, reason } => {
+            ServerEvent::PeerDown {
+                peer_id,
+                common_name,
+                reason,
+            } => {
                 self.routes.apply([RouteChange::RemovePeer(peer_id)]);
                 self.peers.remove(peer_id);
                 tracing::info!(cn = common_name, peer_id = peer_id.0, ?reason, "peer down");
@@ -317,9 +375,15 @@ impl Control {
         }
         for id in dead {
             tracing::info!(peer_id = id.0, "ping-restart: no packets from client");
-            self.core.kill_peer(now, id, None, CloseReason::Local("ping-restart".into()));
+            self.core
+                .kill_peer(now, id, None, CloseReason::Local("ping-restart".into()));
         }
-        if self.persist.as_ref().is_some_and(|(_, every)| !every.is_zero()) && now >= self.next_persist {
+        if self
+            .persist
+            .as_ref()
+            .is_some_and(|(_, every)| !every.is_zero())
+            && now >= self.next_persist
+        {
             self.write_persist();
             if let Some((_, every)) = &self.persist {
                 self.next_persist = now + *every;
@@ -328,7 +392,9 @@ impl Control {
     }
 
     fn write_persist(&mut self) {
-        let Some((path, every)) = &self.persist else { return };
+        let Some((path, every)) = &self.persist else {
+            return;
+        };
         if every.is_zero() {
             return; // seconds = 0: the file is read-only for OpenVPN too
         }
@@ -364,7 +430,9 @@ pub fn stop_on_signals() -> Arc<AtomicBool> {
 
 /// Host routes for a net: helper for plans built from `route`/`route-ipv6` lines.
 pub fn net_v4(addr: Ipv4Addr, mask: Ipv4Addr) -> Option<IpNet> {
-    Ipv4Net::with_netmask(addr, mask).ok().map(|n| IpNet::V4(n.trunc()))
+    Ipv4Net::with_netmask(addr, mask)
+        .ok()
+        .map(|n| IpNet::V4(n.trunc()))
 }
 
 pub fn net_v6(net: Ipv6Net) -> IpNet {
