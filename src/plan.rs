@@ -16,6 +16,7 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::client::pushed::PullFilter;
 use crate::client::run::{ClientPlan, RemoteSpec};
 use crate::config::{self, ccd, Config, ControlWrapSpec, Role, Topology, TransportProto};
+use crate::dataplane::peers::RenegLimits;
 use crate::pool::{persist, Pool, PoolConfig, PoolV4, PoolV6, RestoreMode, V4Mode};
 use crate::proto::data::Cipher;
 use crate::proto::keys::{self, OccProto};
@@ -322,6 +323,10 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
             .filter(|&p| p > 0)
             .map(|p| Duration::from_secs(p.into())),
         client_to_client: cfg.client_to_client,
+        reneg: RenegLimits {
+            bytes: cfg.reneg_bytes.filter(|&b| b > 0),
+            packets: cfg.reneg_pkts.filter(|&p| p > 0),
+        },
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         persist: cfg
             .pool_persist

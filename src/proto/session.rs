@@ -375,7 +375,9 @@ impl Session {
         let Some(primary) = self.keys.first() else {
             return;
         };
-        if !primary.keys_announced {
+        // One renegotiation at a time: the previous one must have finished and its key be in
+        // use for sending.
+        if !primary.keys_announced || !primary.tx_switched {
             return;
         }
         let next = primary.key_id.next();

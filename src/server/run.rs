@@ -17,7 +17,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::RngCore;
 
 use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
-use crate::dataplane::peers::{KeyRing, Peer, PeerTable};
+use crate::dataplane::peers::{KeyRing, Peer, PeerTable, RenegLimits};
 use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
 use crate::os::netlink::Netlink;
 use crate::os::tun::Tun;
@@ -66,6 +66,7 @@ pub struct ServerPlan {
     pub ping: Option<Duration>,
     pub ping_restart: Option<Duration>,
     pub client_to_client: bool,
+    pub reneg: RenegLimits,
     pub replay_window: (u32, u64),
     pub persist: Option<(PathBuf, Duration)>,
     pub status: Option<(PathBuf, Duration, u8)>,
@@ -151,6 +152,7 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         replay_window: plan.replay_window,
         ping: plan.ping,
         ping_restart: plan.ping_restart,
+        reneg: plan.reneg,
         persist: plan.persist.clone(),
         next_persist: now,
     };
@@ -202,6 +204,7 @@ struct Control {
     replay_window: (u32, u64),
     ping: Option<Duration>,
     ping_restart: Option<Duration>,
+    reneg: RenegLimits,
     persist: Option<(PathBuf, Duration)>,
     next_persist: Instant,
 }
@@ -357,7 +360,11 @@ impl Control {
     fn housekeeping(&mut self, now: Instant) {
         let now_ms = self.clock.ms(now);
         let mut dead = Vec::new();
+        let mut reneg = Vec::new();
         for peer in self.peers.iter() {
+            if peer.reneg_due(&self.reneg) {
+                reneg.push(peer.id);
+            }
             if let Some(ping) = self.ping {
                 let last_tx = peer.stats.last_tx_ms.load(Ordering::Relaxed);
                 if now_ms.saturating_sub(last_tx) >= ping.as_millis() as u64 {
@@ -374,6 +381,9 @@ impl Control {
                     dead.push(peer.id);
                 }
             }
+        }
+        for id in reneg {
+            self.core.renegotiate(now, id);
         }
         for id in dead {
             tracing::info!(peer_id = id.0, "ping-restart: no packets from client");
