@@ -262,6 +262,11 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
             .status
             .as_ref()
             .map(|(p, secs)| (p.clone(), Duration::from_secs((*secs).max(1).into()), cfg.status_version)),
+        management: cfg.management.map(|(ip, port)| crate::server::run::MgmtPlan {
+            addr: SocketAddr::new(ip, port),
+            status_version: cfg.status_version,
+            verb: cfg.verb,
+        }),
         exit_notify: cfg.explicit_exit_notify > 0,
         on_ready: None,
     })
