@@ -96,13 +96,17 @@ impl Peer {
 
     pub fn touch_rx(&self, now_ms: u64, bytes: usize) {
         self.stats.last_rx_ms.store(now_ms, Ordering::Relaxed);
-        self.stats.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_in
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn touch_tx(&self, now_ms: u64, bytes: usize) {
         self.stats.last_tx_ms.store(now_ms, Ordering::Relaxed);
-        self.stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         self.stats.packets_out.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -114,7 +118,9 @@ pub struct PeerTable {
 
 impl PeerTable {
     pub fn new(capacity: usize) -> Self {
-        PeerTable { slots: (0..capacity).map(|_| ArcSwapOption::empty()).collect() }
+        PeerTable {
+            slots: (0..capacity).map(|_| ArcSwapOption::empty()).collect(),
+        }
     }
 
     pub fn capacity(&self) -> usize {

@@ -59,6 +59,9 @@ pub struct MgmtPlan {
     pub verb: u32,
 }
 
+/// Called with the tun name and the bound UDP address once the server is up.
+pub type ReadyHook = Box<dyn FnOnce(&str, SocketAddr) + Send>;
+
 /// Everything the server process needs, derived from the configuration.
 pub struct ServerPlan {
     pub settings: ServerSettings,
@@ -84,23 +87,29 @@ pub struct ServerPlan {
     pub management: Option<MgmtPlan>,
     pub exit_notify: bool,
     /// Called with the tun name once the device is up (tests, demo).
-    pub on_ready: Option<Box<dyn FnOnce(&str, SocketAddr) + Send>>,
+    pub on_ready: Option<ReadyHook>,
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Run the server until `stop` is set.
 pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let threads = plan.threads.max(1);
-    let tun = Tun::create(&plan.dev, threads).with_context(|| format!("creating tun device {}", plan.dev))?;
+    let tun = Tun::create(&plan.dev, threads)
+        .with_context(|| format!("creating tun device {}", plan.dev))?;
     let dev = tun.name().to_string();
     configure_tun(&plan, &dev)?;
     let sockets = udp::bind_reuseport(plan.listen, threads, plan.v6only)
         .with_context(|| format!("binding UDP {}", plan.listen))?;
     let local = sockets[0].local_addr()?;
-    let control_sock = sockets[0].try_clone().context("duplicating the control socket")?;
+    let control_sock = sockets[0]
+        .try_clone()
+        .context("duplicating the control socket")?;
     tracing::info!(dev, %local, threads, "fwd server listening");
 
     let peers = Arc::new(PeerTable::new(plan.settings.max_clients as usize));
@@ -112,7 +121,9 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let mut shards = Vec::new();
     for (i, (sock, queue)) in sockets.into_iter().zip(tun.into_queues()).enumerate() {
         let fwd = Forwarder {
-            mode: Mode::Server { client_to_client: plan.client_to_client },
+            mode: Mode::Server {
+                client_to_client: plan.client_to_client,
+            },
             peers: peers.clone(),
             routes: routes.clone(),
             control: control_tx.clone(),
@@ -121,12 +132,15 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         };
         let core = (threads > 1).then_some(i);
         let io = ShardIo::new(sock, queue)?;
-        shards.push(spawn_shard(core, format!("fwd-shard-{i}"), io, fwd, stop.clone(), ShardOptions::default())?);
+        shards.push(spawn_shard(
+            core,
+            format!("fwd-shard-{i}"),
+            io,
+            fwd,
+            stop.clone(),
+            ShardOptions::default(),
+        )?);
     }
-    if let Some(f) = plan.on_ready.take() {
-        f(&dev, local);
-    }
-
     let (mgmt, mgmt_rx) = match plan.management {
         Some(m) => {
             let info = LocalInfo {
@@ -150,10 +164,23 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         .and_then(|v| StatusVersion::try_from(v).ok())
         .unwrap_or(StatusVersion::V1);
 
+    if let Some(f) = plan.on_ready.take() {
+        f(&dev, local);
+    }
+    // The same words as openvpn, so scripts and tests that wait for readiness work for both.
+    tracing::info!("Initialization Sequence Completed");
+
     let mut seed = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut seed);
     let now = Instant::now();
-    let core = ServerCore::new(plan.settings, plan.pool, plan.directory, now, unix_now(), seed);
+    let core = ServerCore::new(
+        plan.settings,
+        plan.pool,
+        plan.directory,
+        now,
+        unix_now(),
+        seed,
+    );
     let mut ctl = Control {
         core,
         peers,
@@ -166,7 +193,11 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         persist: plan.persist.clone(),
         next_persist: now,
         status: plan.status.clone().map(|(path, every, v)| {
-            (path, every, StatusVersion::try_from(v).unwrap_or(StatusVersion::V1))
+            (
+                path,
+                every,
+                StatusVersion::try_from(v).unwrap_or(StatusVersion::V1),
+            )
         }),
         next_status: now,
         status_version,
@@ -199,13 +230,19 @@ fn configure_tun(plan: &ServerPlan, dev: &str) -> Result<()> {
     }
     nl.set_link_up(idx)?;
     if let Some(v4) = plan.tun_v4 {
-        nl.add_address(idx, IpAddr::V4(v4.addr), v4.prefix_len, v4.peer.map(IpAddr::V4))?;
+        nl.add_address(
+            idx,
+            IpAddr::V4(v4.addr),
+            v4.prefix_len,
+            v4.peer.map(IpAddr::V4),
+        )?;
     }
     if let Some((addr, bits)) = plan.tun_v6 {
         nl.add_address(idx, IpAddr::V6(addr), bits, None)?;
     }
     for r in &plan.routes {
-        nl.add_route(*r, idx, None, None).with_context(|| format!("route {r} on {dev}"))?;
+        nl.add_route(*r, idx, None, None)
+            .with_context(|| format!("route {r} on {dev}"))?;
     }
     Ok(())
 }
@@ -232,11 +269,19 @@ struct Control {
 }
 
 impl Control {
-    fn run(&mut self, rx: &Receiver<ToControl>, mut mgmt_rx: Receiver<MgmtRequest>, stop: &AtomicBool) {
+    fn run(
+        &mut self,
+        rx: &Receiver<ToControl>,
+        mut mgmt_rx: Receiver<MgmtRequest>,
+        stop: &AtomicBool,
+    ) {
         let mut next_housekeeping = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let deadline = self.core.poll_timeout().map_or(next_housekeeping, |t| t.min(next_housekeeping));
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map_or(next_housekeeping, |t| t.min(next_housekeeping));
             let wait = deadline.saturating_duration_since(now).min(HOUSEKEEPING);
             select! {
                 recv(rx) -> msg => match msg {
@@ -274,7 +319,8 @@ impl Control {
             }
             ToControl::Float { peer, to } => self.core.peer_floated(peer, udp::normalize(to)),
             ToControl::OccExit { peer } => {
-                self.core.kill_peer(now, peer, None, CloseReason::PeerExit("OCC_EXIT".into()))
+                self.core
+                    .kill_peer(now, peer, None, CloseReason::PeerExit("OCC_EXIT".into()))
             }
         }
         self.flush();
@@ -295,7 +341,12 @@ impl Control {
     fn apply(&mut self, ev: ServerEvent) {
         match ev {
             ServerEvent::PeerUp(up) => {
-                let peer = Arc::new(Peer::new(up.peer_id, up.data_v2, up.remote, up.common_name.clone()));
+                let peer = Arc::new(Peer::new(
+                    up.peer_id,
+                    up.data_v2,
+                    up.remote,
+                    up.common_name.clone(),
+                ));
                 peer.touch_rx(self.clock.ms(Instant::now()), 0);
                 self.peers.insert(peer);
                 let changes = client_routes(up.v4, up.v6, &up.iroutes, &up.iroutes_v6)
@@ -312,9 +363,23 @@ impl Control {
                     "peer up"
                 );
             }
-            ServerEvent::Keys { peer_id, key_id, cipher, key_block, tx_now } => {
-                let Some(peer) = self.peers.get(peer_id) else { return };
-                match forward::key_slot(key_id, cipher, &key_block, Side::Server, self.replay_window) {
+            ServerEvent::Keys {
+                peer_id,
+                key_id,
+                cipher,
+                key_block,
+                tx_now,
+            } => {
+                let Some(peer) = self.peers.get(peer_id) else {
+                    return;
+                };
+                match forward::key_slot(
+                    key_id,
+                    cipher,
+                    &key_block,
+                    Side::Server,
+                    self.replay_window,
+                ) {
                     Ok(slot) => {
                         let slot = Arc::new(slot);
                         peer.update_keys(|r: &mut KeyRing| {
@@ -348,7 +413,11 @@ impl Control {
                     });
                 }
             }
-            ServerEvent::PeerDown { peer_id, common_name, reason } => {
+            ServerEvent::PeerDown {
+                peer_id,
+                common_name,
+                reason,
+            } => {
                 self.routes.apply([RouteChange::RemovePeer(peer_id)]);
                 if let Some(gone) = self.peers.remove(peer_id) {
                     self.retired_bytes.0 += gone.stats.bytes_in.load(Ordering::Relaxed);
@@ -385,7 +454,8 @@ impl Control {
         }
         for id in dead {
             tracing::info!(peer_id = id.0, "ping-restart: no packets from client");
-            self.core.kill_peer(now, id, None, CloseReason::Local("ping-restart".into()));
+            self.core
+                .kill_peer(now, id, None, CloseReason::Local("ping-restart".into()));
         }
         if let Some((_, every, _)) = &self.status {
             if now >= self.next_status {
@@ -393,7 +463,12 @@ impl Control {
                 self.write_status();
             }
         }
-        if self.persist.as_ref().is_some_and(|(_, every)| !every.is_zero()) && now >= self.next_persist {
+        if self
+            .persist
+            .as_ref()
+            .is_some_and(|(_, every)| !every.is_zero())
+            && now >= self.next_persist
+        {
             self.write_persist();
             if let Some((_, every)) = &self.persist {
                 self.next_persist = now + *every;
@@ -402,7 +477,9 @@ impl Control {
     }
 
     fn write_status(&mut self) {
-        let Some((path, _, version)) = &self.status else { return };
+        let Some((path, _, version)) = &self.status else {
+            return;
+        };
         let (path, version) = (path.clone(), *version);
         let text = crate::mgmt::status::render(version, &self.snapshot());
         if let Err(e) = crate::pool::persist::write_atomic(&path, &text) {
@@ -412,8 +489,9 @@ impl Control {
 
     fn serve_mgmt(&mut self, req: MgmtRequest) {
         let text = match &req.req {
-            Request::Run(cmd) => crate::mgmt::reply::execute(cmd, self)
-                .unwrap_or_else(|| "ERROR: unknown command, enter 'help' for more options\r\n".into()),
+            Request::Run(cmd) => crate::mgmt::reply::execute(cmd, self).unwrap_or_else(|| {
+                "ERROR: unknown command, enter 'help' for more options\r\n".into()
+            }),
             Request::ByteCounts => crate::mgmt::reply::bytecount_lines(self),
         };
         // The connection may have given up waiting; nothing to do then.
@@ -422,7 +500,9 @@ impl Control {
     }
 
     fn write_persist(&mut self) {
-        let Some((path, every)) = &self.persist else { return };
+        let Some((path, every)) = &self.persist else {
+            return;
+        };
         if every.is_zero() {
             return; // seconds = 0: the file is read-only for OpenVPN too
         }
@@ -468,7 +548,11 @@ impl ServerState for Control {
             })
             .collect();
         clients.sort_by_key(|c| c.client_id);
-        StatusSnapshot { title: self.title.clone(), now: Stamp::local(now_unix), clients }
+        StatusSnapshot {
+            title: self.title.clone(),
+            now: Stamp::local(now_unix),
+            clients,
+        }
     }
 
     fn default_status_version(&self) -> StatusVersion {
@@ -481,7 +565,11 @@ impl ServerState for Control {
             bytes_in += p.stats.bytes_in.load(Ordering::Relaxed);
             bytes_out += p.stats.bytes_out.load(Ordering::Relaxed);
         }
-        LoadStats { nclients: self.core.peers().count(), bytes_in, bytes_out }
+        LoadStats {
+            nclients: self.core.peers().count(),
+            bytes_in,
+            bytes_out,
+        }
     }
 
     fn kill_by_cn(&mut self, cn: &str) -> usize {
@@ -489,7 +577,12 @@ impl ServerState for Control {
         let now = Instant::now();
         for &id in &ids {
             // Silent, like OpenVPN's `kill`: the client notices by ping-restart.
-            self.core.kill_peer(now, id, None, CloseReason::Local(format!("management: kill {cn}")));
+            self.core.kill_peer(
+                now,
+                id,
+                None,
+                CloseReason::Local(format!("management: kill {cn}")),
+            );
         }
         ids.len()
     }
@@ -499,17 +592,28 @@ impl ServerState for Control {
         let ids = self.core.find_peers(|p| udp::normalize(p.remote) == addr);
         let now = Instant::now();
         for &id in &ids {
-            self.core.kill_peer(now, id, None, CloseReason::Local(format!("management: kill {addr}")));
+            self.core.kill_peer(
+                now,
+                id,
+                None,
+                CloseReason::Local(format!("management: kill {addr}")),
+            );
         }
         ids.len()
     }
 
     fn client_kill(&mut self, cid: u64, message: &str) -> bool {
-        let Some(id) = self.core.find_peers(|p| p.client_id == cid).first().copied() else {
+        let Some(id) = self
+            .core
+            .find_peers(|p| p.client_id == cid)
+            .first()
+            .copied()
+        else {
             return false;
         };
         let reason = CloseReason::Local(format!("management: client-kill {cid}"));
-        self.core.kill_peer(Instant::now(), id, Some(message), reason);
+        self.core
+            .kill_peer(Instant::now(), id, Some(message), reason);
         true
     }
 
@@ -557,7 +661,9 @@ pub fn stop_on_signals() -> Arc<AtomicBool> {
 
 /// Host routes for a net: helper for plans built from `route`/`route-ipv6` lines.
 pub fn net_v4(addr: Ipv4Addr, mask: Ipv4Addr) -> Option<IpNet> {
-    Ipv4Net::with_netmask(addr, mask).ok().map(|n| IpNet::V4(n.trunc()))
+    Ipv4Net::with_netmask(addr, mask)
+        .ok()
+        .map(|n| IpNet::V4(n.trunc()))
 }
 
 pub fn net_v6(net: Ipv6Net) -> IpNet {
