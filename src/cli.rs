@@ -301,9 +301,9 @@ pub fn main() -> i32 {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_with(&args, &mut stdout.lock(), &mut stderr.lock())
+    // Unlocked handles: holding stderr's lock here for the whole run would block every log line
+    // from other threads (tracing writes to stderr) forever.
+    run_with(&args, &mut std::io::stdout(), &mut std::io::stderr())
 }
 
 #[cfg(test)]

@@ -340,6 +340,13 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
                 cfg.status_version,
             )
         }),
+        management: cfg
+            .management
+            .map(|(ip, port)| crate::server::run::MgmtPlan {
+                addr: SocketAddr::new(ip, port),
+                status_version: cfg.status_version,
+                verb: cfg.verb,
+            }),
         exit_notify: cfg.explicit_exit_notify > 0,
         on_ready: None,
     })

@@ -100,6 +100,11 @@ pub struct PeerUp {
     /// Send P_DATA_V2 to this client (it announced IV_PROTO_DATA_V2).
     pub data_v2: bool,
     pub cipher: Cipher,
+    /// Management client id (`client-kill CID`, status `Client ID`): a counter from 0, one per
+    /// admitted connection, never reused while the server runs (like OpenVPN's CID).
+    pub client_id: u64,
+    /// Unix seconds when the client was admitted (status `Connected Since`).
+    pub connected_unix: u64,
 }
 
 /// A client's tunnel addresses and the pool slot they came from (none for static ones).
@@ -178,6 +183,7 @@ pub struct ServerCore {
     conns: HashMap<u64, Conn>,
     by_addr: HashMap<SocketAddr, u64>,
     next_conn: u64,
+    next_client_id: u64,
     peer_ids: Vec<bool>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
@@ -209,6 +215,7 @@ impl ServerCore {
             conns: HashMap::new(),
             by_addr: HashMap::new(),
             next_conn: 1,
+            next_client_id: 0,
             peer_ids: vec![false; max],
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -507,7 +514,8 @@ impl ServerCore {
     ) {
         let info = PeerInfo::parse(peer_info.as_deref().unwrap_or(""));
         let cn = common_name.unwrap_or_else(|| "UNDEF".to_string());
-        let verdict = self.admit(id, &cn, &info);
+        let connected_unix = self.unix(now);
+        let verdict = self.admit(id, &cn, &info, connected_unix);
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -533,6 +541,7 @@ impl ServerCore {
         id: u64,
         cn: &str,
         info: &PeerInfo,
+        connected_unix: u64,
     ) -> Result<(ConnPeer, DataParams, Vec<String>), String> {
         let overrides = self.directory.lookup(cn)?.unwrap_or_default();
         if overrides.disable {
@@ -608,7 +617,10 @@ impl ServerCore {
             iroutes_v6: overrides.iroutes_v6.clone(),
             data_v2,
             cipher,
+            client_id: self.next_client_id,
+            connected_unix,
         };
+        self.next_client_id += 1;
         Ok((
             ConnPeer {
                 id: peer_id,
