@@ -147,7 +147,8 @@ fn listen_addr(cfg: &Config) -> (SocketAddr, Option<bool>) {
     match (cfg.local, cfg.proto) {
         (Some(ip), _) => (SocketAddr::new(ip, cfg.port), ip.is_ipv6().then_some(true)),
         (None, TransportProto::Udp4) => ((Ipv4Addr::UNSPECIFIED, cfg.port).into(), None),
-        (None, TransportProto::Udp6) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(true)),
+        // OpenVPN 2.6 binds `udp6` dual-stack too (IPv4 clients arrive v4-mapped).
+        (None, TransportProto::Udp6) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(false)),
         (None, TransportProto::Udp) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(false)),
     }
 }
