@@ -237,6 +237,10 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
     if cfg.role != Role::Server {
         bail!("not a server configuration (use `mode server` / `server` / `server-ipv6`)");
     }
+    if cfg.auth_user_pass_verify.is_some() {
+        // Running without it would accept every username/password the operator meant to check.
+        bail!("auth-user-pass-verify: scripts are not supported by fwd; refusing to run rather than skip the check");
+    }
     let identity = TlsIdentity::from_pem(pem(&cfg.tls.cert, "cert")?, pem(&cfg.tls.key, "key")?)
         .map_err(|e| anyhow!("cert/key: {e}"))?;
     let tls_cfg =
@@ -350,6 +354,8 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
             }),
         exit_notify: cfg.explicit_exit_notify > 0,
         on_ready: None,
+        user: cfg.user.clone(),
+        group: cfg.group.clone(),
     })
 }
 

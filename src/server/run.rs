@@ -89,6 +89,9 @@ pub struct ServerPlan {
     pub exit_notify: bool,
     /// Called with the tun name once the device is up (tests, demo).
     pub on_ready: Option<ReadyHook>,
+    /// `user` / `group`: switch to them once the tun, sockets and routes exist.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 fn unix_now() -> u64 {
@@ -165,6 +168,10 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         .and_then(|v| StatusVersion::try_from(v).ok())
         .unwrap_or(StatusVersion::V1);
 
+    if plan.user.is_some() || plan.group.is_some() {
+        crate::os::privs::drop_to(plan.user.as_deref(), plan.group.as_deref())
+            .context("dropping privileges (user/group)")?;
+    }
     if let Some(f) = plan.on_ready.take() {
         f(&dev, local);
     }
