@@ -105,8 +105,14 @@ pub fn parse(options: &[String]) -> Pushed {
                     _ => bad("bad address"),
                 }
             }
+            // A route around the tunnel needs the original gateway; fwd does not install
+            // those rather than wrongly sending the traffic into the tunnel.
+            ["route", _, _, "net_gateway", ..] | ["route-ipv6", _, "net_gateway", ..] => {
+                bad("net_gateway routes are not applied by fwd")
+            }
             ["route", net, rest @ ..] => {
                 let mask = rest.first().copied().unwrap_or("255.255.255.255");
+                // `vpn_gateway`, `default` or an address: all mean "into the tunnel" on tun.
                 let gw = rest.get(1).and_then(|g| g.parse().ok());
                 let metric = rest.get(2).and_then(|m| m.parse().ok());
                 match (net.parse::<Ipv4Addr>(), mask.parse::<Ipv4Addr>()) {
@@ -222,6 +228,24 @@ mod tests {
         assert!(matches!(p.ifconfig, Some(IfconfigV4::PointToPoint { .. })));
         assert_eq!(p.ifconfig_ipv6, None);
         assert_eq!(p.ignored.len(), 1);
+    }
+
+    #[test]
+    fn route_forms() {
+        let p = parse(&s(&[
+            "route 10.1.0.0 255.255.0.0 vpn_gateway 5",
+            "route 192.0.2.7",
+            "route 10.2.0.0 255.255.0.0 net_gateway",
+            "route-ipv6 fd00:5::/64 fd00:8::1 7",
+            "route-ipv6 fd00:6::/64 net_gateway",
+            "route 10.3.0.0 255.0.255.0",
+        ]));
+        assert_eq!(
+            p.routes,
+            vec![("10.1.0.0/16".parse().unwrap(), None, Some(5)), ("192.0.2.7/32".parse().unwrap(), None, None)]
+        );
+        assert_eq!(p.routes_v6, vec![("fd00:5::/64".parse().unwrap(), Some(7))]);
+        assert_eq!(p.ignored.len(), 3, "{:?}", p.ignored);
     }
 
     #[test]
