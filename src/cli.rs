@@ -213,8 +213,9 @@ pub fn init_logging(verb: u32) {
         4..=6 => "debug",
         _ => "trace",
     };
+    // netlink-packet-route warns on every link dump about attributes newer kernels add.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},netlink_packet_route=error")));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
