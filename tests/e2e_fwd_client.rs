@@ -33,7 +33,9 @@ fn write(path: &Path, text: &str) {
 }
 
 fn read(path: &Path) -> String {
-    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,7 +64,15 @@ impl ClientLab {
         let client = lab.host("client");
         let link = lab.link(&server, &client);
         let pki = test_pki_with_clients(&dir, &["client1"]);
-        Some(ClientLab { lab, server, client, link, pki, dir, v6 })
+        Some(ClientLab {
+            lab,
+            server,
+            client,
+            link,
+            pki,
+            dir,
+            v6,
+        })
     }
 
     fn proto(&self) -> &'static str {
@@ -85,7 +95,11 @@ impl ClientLab {
             cert = self.pki.server_cert.display(),
             key = self.pki.server_key.display(),
             tc = self.pki.tls_crypt.display(),
-            dco = if kind == Server::OpenVpn { "disable-dco\n" } else { "" },
+            dco = if kind == Server::OpenVpn {
+                "disable-dco\n"
+            } else {
+                ""
+            },
         )
     }
 
@@ -127,11 +141,16 @@ impl ClientLab {
         let start = Instant::now();
         loop {
             let text = read(&log);
-            if text.contains(READY) || (kind == Server::Fwd && text.contains("fwd server listening")) {
+            if text.contains(READY)
+                || (kind == Server::Fwd && text.contains("fwd server listening"))
+            {
                 break;
             }
             if !self.lab.is_running(id) || start.elapsed() >= CONNECT_TIMEOUT {
-                panic!("server {name} did not start:\n{}", common::lab::tail(&read(&log), 30));
+                panic!(
+                    "server {name} did not start:\n{}",
+                    common::lab::tail(&read(&log), 30)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -145,7 +164,11 @@ impl ClientLab {
         let log = self.dir.join("client.log");
         let path = path.to_string_lossy().into_owned();
         let client = self.client.clone();
-        let id = self.lab.spawn(&client, &[env!("CARGO_BIN_EXE_fwd"), "--config", &path], &log);
+        let id = self.lab.spawn(
+            &client,
+            &[env!("CARGO_BIN_EXE_fwd"), "--config", &path],
+            &log,
+        );
         if let Err(e) = self.lab.wait_for_log(&log, READY, CONNECT_TIMEOUT) {
             panic!("fwd client did not connect: {e}");
         }
@@ -160,15 +183,23 @@ impl ClientLab {
     /// Asserts that `tun0` in the client namespace carries exactly these addresses (besides
     /// the link-local one).
     fn assert_client_addrs(&self, want: &[(&str, u8)]) {
-        let addrs = self.lab.wait_for_addr(&self.client, "tun0", ip(want[0].0), Duration::from_secs(3));
+        let addrs =
+            self.lab
+                .wait_for_addr(&self.client, "tun0", ip(want[0].0), Duration::from_secs(3));
         for (a, plen) in want {
             assert!(
-                addrs.iter().any(|x| x.addr == ip(a) && x.prefix_len == *plen),
+                addrs
+                    .iter()
+                    .any(|x| x.addr == ip(a) && x.prefix_len == *plen),
                 "client tun0 lacks {a}/{plen}; has {addrs:?}"
             );
         }
         let global = addrs.iter().filter(|a| a.scope == "global").count();
-        assert_eq!(global, want.len(), "client tun0 has unexpected addresses: {addrs:?}");
+        assert_eq!(
+            global,
+            want.len(),
+            "client tun0 has unexpected addresses: {addrs:?}"
+        );
     }
 
     fn assert_pings(&self, paths: &[(&Host, &str)]) {
@@ -183,7 +214,9 @@ impl ClientLab {
 
     /// After the client is gone: no tun device, and no route through one.
     fn assert_client_clean(&self) {
-        let links = self.lab.exec_ok(&self.client, &["ip", "-o", "link", "show"]);
+        let links = self
+            .lab
+            .exec_ok(&self.client, &["ip", "-o", "link", "show"]);
         assert!(!links.contains("tun"), "tun device left behind:\n{links}");
         for v6 in [false, true] {
             let r = self.routes(&self.client, v6);
@@ -219,32 +252,60 @@ fn has_line(routes: &str, prefix: &str) -> bool {
 /// def1 ipv6` (with the bypass host route to the server), pings both ways, and SIGTERM
 /// undoing all of it. Against stock openvpn it also checks `explicit-exit-notify`.
 fn subnet_scenario(kind: Server, v6: bool) {
-    let name = format!("client-{}-{}", if kind == Server::Fwd { "fwd" } else { "ovpn" }, if v6 { 6 } else { 4 });
+    let name = format!(
+        "client-{}-{}",
+        if kind == Server::Fwd { "fwd" } else { "ovpn" },
+        if v6 { 6 } else { 4 }
+    );
     let Some(mut cl) = ClientLab::setup(&name, v6) else {
         return;
     };
     // The client's default routes point at the server's side of the link, so
     // redirect-gateway has an original gateway to keep the server reachable through.
     let (gw4, gw6) = (cl.link.a4.to_string(), cl.link.a6.to_string());
-    cl.lab.exec_ok(&cl.client, &["ip", "route", "add", "default", "via", &gw4]);
-    cl.lab.exec_ok(&cl.client, &["ip", "-6", "route", "add", "default", "via", &gw6]);
+    cl.lab
+        .exec_ok(&cl.client, &["ip", "route", "add", "default", "via", &gw4]);
+    cl.lab.exec_ok(
+        &cl.client,
+        &["ip", "-6", "route", "add", "default", "via", &gw6],
+    );
 
-    let conf = cl.server_config(kind, "subnet", "keepalive 10 60\npush \"redirect-gateway def1 ipv6\"");
+    let conf = cl.server_config(
+        kind,
+        "subnet",
+        "keepalive 10 60\npush \"redirect-gateway def1 ipv6\"",
+    );
     let (_, server_log) = cl.start_server(kind, "server", &conf);
     let conf = cl.client_config(&[cl.server_remote(PORT)], "explicit-exit-notify 1");
     let (client_id, _) = cl.start_client(&conf);
 
     cl.assert_client_addrs(&[("10.8.0.2", 24), ("fd00:8::1000", 64)]);
     let (r4, r6) = (cl.routes(&cl.client, false), cl.routes(&cl.client, true));
-    for want in ["10.99.0.0/24 dev tun0", "0.0.0.0/1 dev tun0", "128.0.0.0/1 dev tun0"] {
+    for want in [
+        "10.99.0.0/24 dev tun0",
+        "0.0.0.0/1 dev tun0",
+        "128.0.0.0/1 dev tun0",
+    ] {
         assert!(has_line(&r4, want), "missing IPv4 route {want}:\n{r4}");
     }
-    for want in ["fd00:99::/64 dev tun0", "::/3 dev tun0", "2000::/4 dev tun0", "fc00::/7 dev tun0"] {
+    for want in [
+        "fd00:99::/64 dev tun0",
+        "::/3 dev tun0",
+        "2000::/4 dev tun0",
+        "fc00::/7 dev tun0",
+    ] {
         assert!(has_line(&r6, want), "missing IPv6 route {want}:\n{r6}");
     }
     // The bypass: the server's own address via the original gateway, in its family.
-    let (bypass, table) = if v6 { (format!("{gw6} via {gw6}"), &r6) } else { (format!("{gw4} via {gw4}"), &r4) };
-    assert!(has_line(table, &bypass), "no bypass route {bypass}:\n{table}");
+    let (bypass, table) = if v6 {
+        (format!("{gw6} via {gw6}"), &r6)
+    } else {
+        (format!("{gw4} via {gw4}"), &r4)
+    };
+    assert!(
+        has_line(table, &bypass),
+        "no bypass route {bypass}:\n{table}"
+    );
 
     let (server, client) = (cl.server.clone(), cl.client.clone());
     cl.assert_pings(&[
@@ -255,15 +316,28 @@ fn subnet_scenario(kind: Server, v6: bool) {
     ]);
 
     let status = cl.lab.kill(client_id);
-    assert!(status.contains("after SIGTERM"), "fwd did not exit on SIGTERM: {status}");
+    assert!(
+        status.contains("after SIGTERM"),
+        "fwd did not exit on SIGTERM: {status}"
+    );
     cl.assert_client_clean();
     let (r4, r6) = (cl.routes(&cl.client, false), cl.routes(&cl.client, true));
-    assert!(!has_line(&r4, &format!("{gw4} via")) && !has_line(&r6, &format!("{gw6} via")), "bypass left:\n{r4}{r6}");
-    assert!(has_line(&r4, "default via") && has_line(&r6, "default via"), "default routes lost:\n{r4}{r6}");
+    assert!(
+        !has_line(&r4, &format!("{gw4} via")) && !has_line(&r6, &format!("{gw6} via")),
+        "bypass left:\n{r4}{r6}"
+    );
+    assert!(
+        has_line(&r4, "default via") && has_line(&r6, "default via"),
+        "default routes lost:\n{r4}{r6}"
+    );
 
     if kind == Server::OpenVpn {
         // cc-exit: the EXIT control message, not a ping-restart timeout 60 s later.
-        if let Err(e) = cl.lab.wait_for_log(&server_log, "CC-EEN exit message received by peer", Duration::from_secs(3)) {
+        if let Err(e) = cl.lab.wait_for_log(
+            &server_log,
+            "CC-EEN exit message received by peer",
+            Duration::from_secs(3),
+        ) {
             panic!("openvpn server did not get the exit notification: {e}");
         }
     }
@@ -296,11 +370,21 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     // SAFETY: kill(2) on the PID of a process this test spawned and has not reaped.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     cl.lab.kill(server_id);
-    if let Err(e) = wait_for_count(&client_log, "Inactivity timeout (--ping-restart)", 1, Duration::from_secs(15)) {
+    if let Err(e) = wait_for_count(
+        &client_log,
+        "Inactivity timeout (--ping-restart)",
+        1,
+        Duration::from_secs(15),
+    ) {
         panic!("client did not notice the dead server: {e}");
     }
-    let links = cl.lab.exec_ok(&client, &["ip", "-o", "addr", "show", "dev", "tun0"]);
-    assert!(!links.contains("10.8.0.2"), "pushed address kept while disconnected:\n{links}");
+    let links = cl
+        .lab
+        .exec_ok(&client, &["ip", "-o", "addr", "show", "dev", "tun0"]);
+    assert!(
+        !links.contains("10.8.0.2"),
+        "pushed address kept while disconnected:\n{links}"
+    );
 
     cl.start_server(Server::OpenVpn, "server2", &conf);
     if let Err(e) = wait_for_count(&client_log, READY, 2, CONNECT_TIMEOUT) {
@@ -308,7 +392,11 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     }
     cl.assert_client_addrs(&[("10.8.0.2", 24), ("fd00:8::1000", 64)]);
     let server = cl.server.clone();
-    cl.assert_pings(&[(&client, "10.8.0.1"), (&client, "fd00:8::1"), (&server, "10.8.0.2")]);
+    cl.assert_pings(&[
+        (&client, "10.8.0.1"),
+        (&client, "fd00:8::1"),
+        (&server, "10.8.0.2"),
+    ]);
 }
 
 /// `topology net30` from a stock server, a `remote` list whose first entries fail (one
@@ -322,25 +410,63 @@ fn openvpn_server_net30_remote_fallback_pull_filter() {
     let (_, server_log) = cl.start_server(Server::OpenVpn, "server", &conf);
     // 10.200.1.77: on the link, but nobody answers (not even ARP); port 1195 on the server:
     // nothing listens (ICMP port unreachable).
-    let remotes = ["10.200.1.77 1194".to_string(), cl.server_remote(PORT + 1), cl.server_remote(PORT)];
-    let conf = cl.client_config(&remotes, "server-poll-timeout 2\npull-filter ignore \"route-ipv6\"");
+    let remotes = [
+        "10.200.1.77 1194".to_string(),
+        cl.server_remote(PORT + 1),
+        cl.server_remote(PORT),
+    ];
+    let conf = cl.client_config(
+        &remotes,
+        "server-poll-timeout 2\npull-filter ignore \"route-ipv6\"",
+    );
     let (_, client_log) = cl.start_client(&conf);
     let log = read(&client_log);
-    for failed in ["10.200.1.77:1194 failed", &format!("{}:{} failed", cl.link.a4, PORT + 1)] {
-        assert!(log.contains(failed), "expected a failed attempt {failed:?} first:\n{log}");
+    for failed in [
+        "10.200.1.77:1194 failed",
+        &format!("{}:{} failed", cl.link.a4, PORT + 1),
+    ] {
+        assert!(
+            log.contains(failed),
+            "expected a failed attempt {failed:?} first:\n{log}"
+        );
     }
 
     // The server pushes `ifconfig 10.8.0.6 10.8.0.5` and `route 10.8.0.1` in net30.
     let pushed = read(&server_log);
-    assert!(pushed.contains("ifconfig 10.8.0.6 10.8.0.5"), "server did not push net30 ifconfig");
-    let addrs = cl.lab.exec_ok(&cl.client, &["ip", "-o", "addr", "show", "dev", "tun0"]);
-    assert!(addrs.contains("inet 10.8.0.6 peer 10.8.0.5/32"), "no point-to-point address:\n{addrs}");
-    assert!(addrs.contains("fd00:8::1000/64"), "no IPv6 address:\n{addrs}");
+    assert!(
+        pushed.contains("ifconfig 10.8.0.6 10.8.0.5"),
+        "server did not push net30 ifconfig"
+    );
+    let addrs = cl
+        .lab
+        .exec_ok(&cl.client, &["ip", "-o", "addr", "show", "dev", "tun0"]);
+    assert!(
+        addrs.contains("inet 10.8.0.6 peer 10.8.0.5/32"),
+        "no point-to-point address:\n{addrs}"
+    );
+    assert!(
+        addrs.contains("fd00:8::1000/64"),
+        "no IPv6 address:\n{addrs}"
+    );
     let (r4, r6) = (cl.routes(&cl.client, false), cl.routes(&cl.client, true));
-    assert!(has_line(&r4, "10.8.0.1 dev tun0"), "no route to the server's tun address:\n{r4}");
-    assert!(has_line(&r4, "10.99.0.0/24 dev tun0"), "pushed IPv4 route missing:\n{r4}");
-    assert!(!r6.contains("fd00:99::"), "route-ipv6 installed despite pull-filter:\n{r6}");
+    assert!(
+        has_line(&r4, "10.8.0.1 dev tun0"),
+        "no route to the server's tun address:\n{r4}"
+    );
+    assert!(
+        has_line(&r4, "10.99.0.0/24 dev tun0"),
+        "pushed IPv4 route missing:\n{r4}"
+    );
+    assert!(
+        !r6.contains("fd00:99::"),
+        "route-ipv6 installed despite pull-filter:\n{r6}"
+    );
 
     let (server, client) = (cl.server.clone(), cl.client.clone());
-    cl.assert_pings(&[(&client, "10.8.0.1"), (&client, "fd00:8::1"), (&server, "10.8.0.6"), (&server, "fd00:8::1000")]);
+    cl.assert_pings(&[
+        (&client, "10.8.0.1"),
+        (&client, "fd00:8::1"),
+        (&server, "10.8.0.6"),
+        (&server, "fd00:8::1000"),
+    ]);
 }

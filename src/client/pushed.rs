@@ -59,7 +59,11 @@ pub enum PushError {
 }
 
 /// Apply `pull-filter` and `route-nopull` to the pushed option lines.
-pub fn filter(options: &[String], filters: &[PullFilter], route_nopull: bool) -> Result<Vec<String>, PushError> {
+pub fn filter(
+    options: &[String],
+    filters: &[PullFilter],
+    route_nopull: bool,
+) -> Result<Vec<String>, PushError> {
     let mut out = Vec::with_capacity(options.len());
     'opts: for opt in options {
         for f in filters {
@@ -75,7 +79,15 @@ pub fn filter(options: &[String], filters: &[PullFilter], route_nopull: bool) ->
         if route_nopull {
             // OpenVPN's route-nopull drops routes and route-related options only.
             let first = opt.split_whitespace().next().unwrap_or("");
-            if matches!(first, "route" | "route-ipv6" | "redirect-gateway" | "redirect-private" | "route-gateway" | "block-outside-dns") {
+            if matches!(
+                first,
+                "route"
+                    | "route-ipv6"
+                    | "redirect-gateway"
+                    | "redirect-private"
+                    | "route-gateway"
+                    | "block-outside-dns"
+            ) {
                 continue;
             }
         }
@@ -96,15 +108,13 @@ pub fn parse(options: &[String]) -> Pushed {
                 (Ok(a), Ok(b)) => v4 = Some((a, b)),
                 _ => bad("bad address"),
             },
-            ["ifconfig-ipv6", a, r] => {
-                match (a.parse::<Ipv6Net>(), r.parse::<Ipv6Addr>()) {
-                    (Ok(n), Ok(r)) if (64..=124).contains(&n.prefix_len()) => {
-                        p.ifconfig_ipv6 = Some((n.addr(), n.prefix_len(), r))
-                    }
-                    (Ok(_), Ok(_)) => bad("prefix length must be 64..124"),
-                    _ => bad("bad address"),
+            ["ifconfig-ipv6", a, r] => match (a.parse::<Ipv6Net>(), r.parse::<Ipv6Addr>()) {
+                (Ok(n), Ok(r)) if (64..=124).contains(&n.prefix_len()) => {
+                    p.ifconfig_ipv6 = Some((n.addr(), n.prefix_len(), r))
                 }
-            }
+                (Ok(_), Ok(_)) => bad("prefix length must be 64..124"),
+                _ => bad("bad address"),
+            },
             // A route around the tunnel needs the original gateway; fwd does not install
             // those rather than wrongly sending the traffic into the tunnel.
             ["route", _, _, "net_gateway", ..] | ["route-ipv6", _, "net_gateway", ..] => {
@@ -124,7 +134,9 @@ pub fn parse(options: &[String]) -> Pushed {
                 }
             }
             ["route-ipv6", net, rest @ ..] => match net.parse::<Ipv6Net>() {
-                Ok(n) => p.routes_v6.push((n.trunc(), rest.get(1).and_then(|m| m.parse().ok()))),
+                Ok(n) => p
+                    .routes_v6
+                    .push((n.trunc(), rest.get(1).and_then(|m| m.parse().ok()))),
                 Err(_) => bad("bad prefix"),
             },
             ["route-gateway", gw] => match gw.parse() {
@@ -133,7 +145,10 @@ pub fn parse(options: &[String]) -> Pushed {
             },
             ["topology", t] => p.topology_subnet = *t == "subnet",
             ["redirect-gateway", flags @ ..] => {
-                let mut r = Redirect { ipv4: true, ..Redirect::default() };
+                let mut r = Redirect {
+                    ipv4: true,
+                    ..Redirect::default()
+                };
                 for f in flags {
                     match *f {
                         "def1" => r.def1 = true,
@@ -208,23 +223,46 @@ mod tests {
         let p = parse(&opts);
         assert_eq!(
             p.ifconfig,
-            Some(IfconfigV4::Subnet { addr: "10.8.0.2".parse().unwrap(), netmask: "255.255.255.0".parse().unwrap() })
+            Some(IfconfigV4::Subnet {
+                addr: "10.8.0.2".parse().unwrap(),
+                netmask: "255.255.255.0".parse().unwrap()
+            })
         );
         assert_eq!(
             p.ifconfig_ipv6,
-            Some(("2001:db8:0:123::1000".parse().unwrap(), 64, "2001:db8:0:123::1".parse().unwrap()))
+            Some((
+                "2001:db8:0:123::1000".parse().unwrap(),
+                64,
+                "2001:db8:0:123::1".parse().unwrap()
+            ))
         );
-        assert_eq!(p.routes_v6, vec![("2001:db8:100::/48".parse().unwrap(), None)]);
-        assert_eq!(p.redirect, Some(Redirect { ipv4: true, ipv6: true, def1: true }));
+        assert_eq!(
+            p.routes_v6,
+            vec![("2001:db8:100::/48".parse().unwrap(), None)]
+        );
+        assert_eq!(
+            p.redirect,
+            Some(Redirect {
+                ipv4: true,
+                ipv6: true,
+                def1: true
+            })
+        );
         assert_eq!(p.peer_id, Some(0));
         assert!(p.ekm && p.cc_exit);
-        assert_eq!((p.ping, p.ping_restart, p.tun_mtu), (Some(10), Some(60), Some(1500)));
+        assert_eq!(
+            (p.ping, p.ping_restart, p.tun_mtu),
+            (Some(10), Some(60), Some(1500))
+        );
         assert!(p.ignored.is_empty(), "{:?}", p.ignored);
     }
 
     #[test]
     fn net30_ifconfig_and_bad_prefix() {
-        let p = parse(&s(&["ifconfig 10.8.0.6 10.8.0.5", "ifconfig-ipv6 fd00::2/48 fd00::1"]));
+        let p = parse(&s(&[
+            "ifconfig 10.8.0.6 10.8.0.5",
+            "ifconfig-ipv6 fd00::2/48 fd00::1",
+        ]));
         assert!(matches!(p.ifconfig, Some(IfconfigV4::PointToPoint { .. })));
         assert_eq!(p.ifconfig_ipv6, None);
         assert_eq!(p.ignored.len(), 1);
@@ -242,7 +280,10 @@ mod tests {
         ]));
         assert_eq!(
             p.routes,
-            vec![("10.1.0.0/16".parse().unwrap(), None, Some(5)), ("192.0.2.7/32".parse().unwrap(), None, None)]
+            vec![
+                ("10.1.0.0/16".parse().unwrap(), None, Some(5)),
+                ("192.0.2.7/32".parse().unwrap(), None, None)
+            ]
         );
         assert_eq!(p.routes_v6, vec![("fd00:5::/64".parse().unwrap(), Some(7))]);
         assert_eq!(p.ignored.len(), 3, "{:?}", p.ignored);
@@ -250,11 +291,32 @@ mod tests {
 
     #[test]
     fn pull_filter_and_route_nopull() {
-        let opts = s(&["route-ipv6 fd00:1::/64", "route 10.9.0.0 255.255.0.0", "ping 10", "dhcp-option DNS 10.8.0.1"]);
-        let f = vec![PullFilter::Ignore("route-ipv6".into()), PullFilter::Accept("route ".into())];
-        assert_eq!(filter(&opts, &f, false).unwrap(), s(&["route 10.9.0.0 255.255.0.0", "ping 10", "dhcp-option DNS 10.8.0.1"]));
-        assert_eq!(filter(&opts, &[], true).unwrap(), s(&["ping 10", "dhcp-option DNS 10.8.0.1"]));
+        let opts = s(&[
+            "route-ipv6 fd00:1::/64",
+            "route 10.9.0.0 255.255.0.0",
+            "ping 10",
+            "dhcp-option DNS 10.8.0.1",
+        ]);
+        let f = vec![
+            PullFilter::Ignore("route-ipv6".into()),
+            PullFilter::Accept("route ".into()),
+        ];
+        assert_eq!(
+            filter(&opts, &f, false).unwrap(),
+            s(&[
+                "route 10.9.0.0 255.255.0.0",
+                "ping 10",
+                "dhcp-option DNS 10.8.0.1"
+            ])
+        );
+        assert_eq!(
+            filter(&opts, &[], true).unwrap(),
+            s(&["ping 10", "dhcp-option DNS 10.8.0.1"])
+        );
         let r = vec![PullFilter::Reject("dhcp-option".into())];
-        assert!(matches!(filter(&opts, &r, false), Err(PushError::Rejected(_))));
+        assert!(matches!(
+            filter(&opts, &r, false),
+            Err(PushError::Rejected(_))
+        ));
     }
 }

@@ -72,7 +72,10 @@ struct Applied {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Run the client until `stop` is set (or `max_attempts` connections failed).
@@ -80,9 +83,14 @@ pub fn run(plan: ClientPlan, stop: Arc<AtomicBool>) -> Result<()> {
     if plan.remotes.is_empty() {
         bail!("no remote configured");
     }
-    let tun = Tun::create(&plan.dev, 1).with_context(|| format!("creating tun device {}", plan.dev))?;
+    let tun =
+        Tun::create(&plan.dev, 1).with_context(|| format!("creating tun device {}", plan.dev))?;
     let dev = tun.name().to_string();
-    let queue = tun.into_queues().into_iter().next().ok_or_else(|| anyhow!("tun has no queue"))?;
+    let queue = tun
+        .into_queues()
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("tun has no queue"))?;
     let mut nl = Netlink::open().context("opening rtnetlink")?;
     let ifindex = nl.link_index(&dev)?;
     tracing::info!(%dev, "TUN/TAP device opened");
@@ -93,7 +101,12 @@ pub fn run(plan: ClientPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let mut first = true;
     while !stop.load(Ordering::Relaxed) {
         if !first {
-            let pause = retry_pause(plan.connect_retry, plan.connect_retry_max, unsuccessful, plan.remotes.len());
+            let pause = retry_pause(
+                plan.connect_retry,
+                plan.connect_retry_max,
+                unsuccessful,
+                plan.remotes.len(),
+            );
             tracing::info!("Restart pause, {} second(s)", pause.as_secs());
             sleep_unless_stopped(pause, &stop);
             if stop.load(Ordering::Relaxed) {
@@ -106,7 +119,10 @@ pub fn run(plan: ClientPlan, stop: Arc<AtomicBool>) -> Result<()> {
         let outcome = connect_once(&plan, remote, &queue, &mut nl, ifindex, &dev, &stop);
         let failed = match outcome {
             Ok(Outcome::Stopped) => break,
-            Ok(Outcome::Halted(msg)) => bail!("server sent HALT{}: not reconnecting", msg.map(|m| format!(",{m}")).unwrap_or_default()),
+            Ok(Outcome::Halted(msg)) => bail!(
+                "server sent HALT{}: not reconnecting",
+                msg.map(|m| format!(",{m}")).unwrap_or_default()
+            ),
             Ok(Outcome::Lost(reason)) => {
                 // The connection was up: count failures afresh, as OpenVPN does.
                 unsuccessful = 0;
@@ -121,7 +137,11 @@ pub fn run(plan: ClientPlan, stop: Arc<AtomicBool>) -> Result<()> {
             Err(e) => Some(e),
         };
         if let Some(e) = failed {
-            tracing::warn!("connection to {}:{} failed: {e:#}", remote.host, remote.port);
+            tracing::warn!(
+                "connection to {}:{} failed: {e:#}",
+                remote.host,
+                remote.port
+            );
             unsuccessful = unsuccessful.saturating_add(1);
             failures += 1;
             if plan.max_attempts.is_some_and(|m| failures >= m) {
@@ -147,7 +167,10 @@ fn retry_pause(retry: Duration, max: Duration, unsuccessful: u32, remotes: usize
 fn fatal(reason: &CloseReason) -> Result<()> {
     match reason {
         CloseReason::AuthFailed(why) => {
-            bail!("AUTH_FAILED{}", why.as_ref().map(|w| format!(",{w}")).unwrap_or_default())
+            bail!(
+                "AUTH_FAILED{}",
+                why.as_ref().map(|w| format!(",{w}")).unwrap_or_default()
+            )
         }
         _ => Ok(()),
     }
@@ -174,12 +197,18 @@ enum Outcome {
 fn resolve(remote: &RemoteSpec, retry: Duration, stop: &AtomicBool) -> Result<SocketAddr> {
     let deadline = Instant::now().checked_add(retry);
     loop {
-        let found = (remote.host.as_str(), remote.port).to_socket_addrs().map(|it| {
-            it.filter(|a| remote.v6.is_none_or(|v6| a.is_ipv6() == v6)).collect::<Vec<_>>()
-        });
+        let found = (remote.host.as_str(), remote.port)
+            .to_socket_addrs()
+            .map(|it| {
+                it.filter(|a| remote.v6.is_none_or(|v6| a.is_ipv6() == v6))
+                    .collect::<Vec<_>>()
+            });
         match found {
             Ok(v) if !v.is_empty() => return Ok(v[0]),
-            Ok(_) | Err(_) if deadline.is_some_and(|d| Instant::now() >= d) || stop.load(Ordering::Relaxed) => {
+            Ok(_) | Err(_)
+                if deadline.is_some_and(|d| Instant::now() >= d)
+                    || stop.load(Ordering::Relaxed) =>
+            {
                 bail!("cannot resolve {}", remote.host)
             }
             _ => std::thread::sleep(Duration::from_secs(1)),
@@ -203,7 +232,8 @@ fn connect_once(
         (None, SocketAddr::V6(_)) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let sock = UdpSocket::bind(bind).with_context(|| format!("binding {bind}"))?;
-    sock.connect(server).with_context(|| format!("connecting UDP to {server}"))?;
+    sock.connect(server)
+        .with_context(|| format!("connecting UDP to {server}"))?;
     tracing::info!(%server, "connecting");
 
     let mut seed = [0u8; 32];
@@ -223,8 +253,12 @@ fn connect_once(
             return Ok(Outcome::Stopped);
         }
         let now = Instant::now();
-        if !heard_from_server && now.saturating_duration_since(started) >= plan.server_poll_timeout {
-            bail!("no answer from {server} within server-poll-timeout ({}s)", plan.server_poll_timeout.as_secs());
+        if !heard_from_server && now.saturating_duration_since(started) >= plan.server_poll_timeout
+        {
+            bail!(
+                "no answer from {server} within server-poll-timeout ({}s)",
+                plan.server_poll_timeout.as_secs()
+            );
         }
         while let Some(bytes) = session.poll_transmit(now) {
             // ECONNREFUSED from an earlier datagram's ICMP error shows up here or in recv.
@@ -235,7 +269,10 @@ fn connect_once(
         while let Some(ev) = session.poll_event() {
             match ev {
                 Event::PushReply(opts) => {
-                    tracing::debug!("PUSH: Received control message: PUSH_REPLY,{}", opts.join(","));
+                    tracing::debug!(
+                        "PUSH: Received control message: PUSH_REPLY,{}",
+                        opts.join(",")
+                    );
                     let filtered = pushed::filter(&opts, &plan.pull_filters, plan.route_nopull)?;
                     let p = pushed::parse(&filtered);
                     for (opt, why) in &p.ignored {
@@ -245,7 +282,12 @@ fn connect_once(
                     session.set_data_params(now, DataParams { cipher, ekm: p.ekm });
                     pushed = Some(p);
                 }
-                Event::KeysReady { key_id, cipher, key_block, .. } => {
+                Event::KeysReady {
+                    key_id,
+                    cipher,
+                    key_block,
+                    ..
+                } => {
                     first_keys = Some((key_id, cipher, key_block));
                 }
                 Event::Message(ControlMessage::Halt(m)) => return Ok(Outcome::Halted(m)),
@@ -261,7 +303,11 @@ fn connect_once(
                 heard_from_server = true;
                 session.handle_datagram(Instant::now(), buf.get(..n).unwrap_or_default())
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             // Nothing listens there (ICMP port unreachable): OpenVPN would wait out the
             // handshake window; moving on to the next remote at once is kinder.
             Err(e) => bail!("receiving from {server}: {e}"),
@@ -272,7 +318,12 @@ fn connect_once(
         bail!("handshake ended without keys")
     };
 
-    let peer = Arc::new(Peer::new(PeerId(p.peer_id.unwrap_or(0)), p.peer_id.is_some(), server, "server".into()));
+    let peer = Arc::new(Peer::new(
+        PeerId(p.peer_id.unwrap_or(0)),
+        p.peer_id.is_some(),
+        server,
+        "server".into(),
+    ));
     let clock = Clock::new(Instant::now());
     install_key(&peer, key_id, cipher, &block, true, plan.replay_window)?;
     peer.touch_rx(clock.ms(Instant::now()), 0);
@@ -292,7 +343,8 @@ fn connect_once(
 fn choose_cipher(plan: &ClientPlan, p: &Pushed) -> Result<Cipher> {
     match &p.cipher {
         Some(name) => {
-            let c = Cipher::from_name(name).ok_or_else(|| anyhow!("server pushed unknown cipher {name}"))?;
+            let c = Cipher::from_name(name)
+                .ok_or_else(|| anyhow!("server pushed unknown cipher {name}"))?;
             if plan.data_ciphers.contains(&c) || plan.data_ciphers_fallback == Some(c) {
                 Ok(c)
             } else {
@@ -313,7 +365,13 @@ fn install_key(
     tx: bool,
     replay: (u32, u64),
 ) -> Result<()> {
-    let slot = Arc::new(forward::key_slot(key_id, cipher, block, Side::Client, replay)?);
+    let slot = Arc::new(forward::key_slot(
+        key_id,
+        cipher,
+        block,
+        Side::Client,
+        replay,
+    )?);
     peer.update_keys(|r| {
         r.rx.retain(|k| k.key_id != key_id);
         r.rx.insert(0, slot.clone());
@@ -338,11 +396,20 @@ fn apply_pushed(
     nl.set_link_up(idx)?;
     match p.ifconfig {
         Some(IfconfigV4::Subnet { addr, netmask }) => {
-            let prefix = Ipv4Net::with_netmask(addr, netmask).map(|n| n.prefix_len()).unwrap_or(32);
+            let prefix = Ipv4Net::with_netmask(addr, netmask)
+                .map(|n| n.prefix_len())
+                .unwrap_or(32);
             add_addr(nl, idx, IpAddr::V4(addr), prefix, None, applied)?;
         }
         Some(IfconfigV4::PointToPoint { addr, peer }) => {
-            add_addr(nl, idx, IpAddr::V4(addr), 32, Some(IpAddr::V4(peer)), applied)?;
+            add_addr(
+                nl,
+                idx,
+                IpAddr::V4(addr),
+                32,
+                Some(IpAddr::V4(peer)),
+                applied,
+            )?;
         }
         None => {}
     }
@@ -387,20 +454,33 @@ fn add_addr(
     peer: Option<IpAddr>,
     applied: &mut Applied,
 ) -> Result<()> {
-    nl.add_address(idx, addr, prefix, peer).with_context(|| format!("adding address {addr}/{prefix}"))?;
+    nl.add_address(idx, addr, prefix, peer)
+        .with_context(|| format!("adding address {addr}/{prefix}"))?;
     applied.addrs.push((addr, prefix, peer));
     Ok(())
 }
 
-fn add_route(nl: &mut Netlink, idx: u32, net: IpNet, metric: Option<u32>, applied: &mut Applied, dev: &str) -> Result<()> {
-    nl.add_route(net, idx, None, metric).with_context(|| format!("adding route {net} dev {dev}"))?;
+fn add_route(
+    nl: &mut Netlink,
+    idx: u32,
+    net: IpNet,
+    metric: Option<u32>,
+    applied: &mut Applied,
+    dev: &str,
+) -> Result<()> {
+    nl.add_route(net, idx, None, metric)
+        .with_context(|| format!("adding route {net} dev {dev}"))?;
     applied.routes.push((net, metric));
     Ok(())
 }
 
 /// Keep the server reachable outside the tunnel when a pushed route would swallow it.
 fn bypass(nl: &mut Netlink, server: SocketAddr, applied: &mut Applied) -> Result<()> {
-    if applied.bypass.iter().any(|(n, _, _)| n.addr() == server.ip()) {
+    if applied
+        .bypass
+        .iter()
+        .any(|(n, _, _)| n.addr() == server.ip())
+    {
         return Ok(());
     }
     let def = match server.ip() {
@@ -451,10 +531,31 @@ fn forward_loop(
     };
     let shard_stop = Arc::new(AtomicBool::new(false));
     let io = ShardIo::new(sock, queue.try_clone()?)?;
-    let shard = spawn_shard(None, "fwd-client-shard".into(), io, fwd, shard_stop.clone(), ShardOptions::default())?;
+    let shard = spawn_shard(
+        None,
+        "fwd-client-shard".into(),
+        io,
+        fwd,
+        shard_stop.clone(),
+        ShardOptions::default(),
+    )?;
     let ping = p.ping.map(|s| Duration::from_secs(s.into())).or(plan.ping);
-    let ping_restart = p.ping_restart.map(|s| Duration::from_secs(s.into())).or(plan.ping_restart);
-    let outcome = control_loop(plan, session, peer, p, &ctl_sock, &rx, clock, ping, ping_restart, stop);
+    let ping_restart = p
+        .ping_restart
+        .map(|s| Duration::from_secs(s.into()))
+        .or(plan.ping_restart);
+    let outcome = control_loop(
+        plan,
+        session,
+        peer,
+        p,
+        &ctl_sock,
+        &rx,
+        clock,
+        ping,
+        ping_restart,
+        stop,
+    );
     shard_stop.store(true, Ordering::Relaxed);
     let _ = shard.join();
     outcome
@@ -481,15 +582,23 @@ fn control_loop(
         let now = Instant::now();
         let wait = session
             .poll_timeout()
-            .map_or(Duration::from_millis(500), |t| t.saturating_duration_since(now))
+            .map_or(Duration::from_millis(500), |t| {
+                t.saturating_duration_since(now)
+            })
             .min(Duration::from_millis(500));
         match rx.recv_timeout(wait) {
-            Ok(ToControl::Datagram { bytes, .. }) => session.handle_datagram(Instant::now(), &bytes),
+            Ok(ToControl::Datagram { bytes, .. }) => {
+                session.handle_datagram(Instant::now(), &bytes)
+            }
             // OpenVPN restarts (SIGUSR1 "remote-exit") when the server says OCC_EXIT.
-            Ok(ToControl::OccExit { .. }) => return Ok(Outcome::Lost(CloseReason::PeerExit("OCC_EXIT".into()))),
+            Ok(ToControl::OccExit { .. }) => {
+                return Ok(Outcome::Lost(CloseReason::PeerExit("OCC_EXIT".into())))
+            }
             Ok(ToControl::Float { .. }) => {}
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(Outcome::Lost(CloseReason::Local("shard stopped".into()))),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Ok(Outcome::Lost(CloseReason::Local("shard stopped".into())))
+            }
         }
         let now = Instant::now();
         session.handle_timeout(now);
@@ -498,9 +607,12 @@ fn control_loop(
         }
         while let Some(ev) = session.poll_event() {
             match ev {
-                Event::KeysReady { key_id, cipher, key_block, tx_now } => {
-                    install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?
-                }
+                Event::KeysReady {
+                    key_id,
+                    cipher,
+                    key_block,
+                    tx_now,
+                } => install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?,
                 Event::TxSwitch { key_id } => peer.update_keys(|r| {
                     if let Some(k) = r.rx_key(key_id).cloned() {
                         r.tx = Some(k);
@@ -519,7 +631,9 @@ fn control_loop(
         }
         let now_ms = clock.ms(now);
         if let Some(ping) = ping {
-            if now_ms.saturating_sub(peer.stats.last_tx_ms.load(Ordering::Relaxed)) >= ping.as_millis() as u64 {
+            if now_ms.saturating_sub(peer.stats.last_tx_ms.load(Ordering::Relaxed))
+                >= ping.as_millis() as u64
+            {
                 if let Some(b) = forward::seal_one(peer, &PING_MAGIC) {
                     if sock.send(&b).is_ok() {
                         peer.touch_tx(now_ms, b.len());
@@ -528,7 +642,9 @@ fn control_loop(
             }
         }
         if let Some(limit) = ping_restart {
-            if now_ms.saturating_sub(peer.stats.last_rx_ms.load(Ordering::Relaxed)) > limit.as_millis() as u64 {
+            if now_ms.saturating_sub(peer.stats.last_rx_ms.load(Ordering::Relaxed))
+                > limit.as_millis() as u64
+            {
                 tracing::info!("Inactivity timeout (--ping-restart), restarting");
                 return Ok(Outcome::Lost(CloseReason::Local("ping-restart".into())));
             }
@@ -539,7 +655,14 @@ fn control_loop(
 /// `explicit-exit-notify N`: `EXIT` over the control channel when the server offered cc-exit
 /// (retransmitted by the reliability layer until acknowledged, for at most N seconds), else
 /// N `OCC_EXIT` data packets.
-fn say_goodbye(plan: &ClientPlan, session: &mut Session, peer: &Peer, p: &Pushed, sock: &UdpSocket, rx: &Receiver<ToControl>) {
+fn say_goodbye(
+    plan: &ClientPlan,
+    session: &mut Session,
+    peer: &Peer,
+    p: &Pushed,
+    sock: &UdpSocket,
+    rx: &Receiver<ToControl>,
+) {
     if plan.exit_notify == 0 {
         return;
     }
@@ -559,7 +682,9 @@ fn say_goodbye(plan: &ClientPlan, session: &mut Session, peer: &Peer, p: &Pushed
             while let Some(b) = session.poll_transmit(now) {
                 let _ = sock.send(&b);
             }
-            if let Ok(ToControl::Datagram { bytes, .. }) = rx.recv_timeout(Duration::from_millis(20)) {
+            if let Ok(ToControl::Datagram { bytes, .. }) =
+                rx.recv_timeout(Duration::from_millis(20))
+            {
                 session.handle_datagram(Instant::now(), &bytes);
                 answered.get_or_insert(Instant::now());
             }
