@@ -20,7 +20,11 @@ pub enum PullFilter {
 pub struct Redirect {
     pub ipv4: bool,
     pub ipv6: bool,
+    /// fwd always installs the two-halves routes (`def1` style): the original default route
+    /// stays and is restored by simply deleting ours.
     pub def1: bool,
+    /// `local`: the server is on the local network, no host route around the tunnel.
+    pub local: bool,
 }
 
 /// The pushed IPv4 interface configuration.
@@ -154,6 +158,7 @@ pub fn parse(options: &[String]) -> Pushed {
                         "def1" => r.def1 = true,
                         "ipv6" => r.ipv6 = true,
                         "!ipv4" => r.ipv4 = false,
+                        "local" => r.local = true,
                         _ => {}
                     }
                 }
@@ -245,7 +250,8 @@ mod tests {
             Some(Redirect {
                 ipv4: true,
                 ipv6: true,
-                def1: true
+                def1: true,
+                local: false
             })
         );
         assert_eq!(p.peer_id, Some(0));
@@ -266,6 +272,26 @@ mod tests {
         assert!(matches!(p.ifconfig, Some(IfconfigV4::PointToPoint { .. })));
         assert_eq!(p.ifconfig_ipv6, None);
         assert_eq!(p.ignored.len(), 1);
+    }
+
+    #[test]
+    fn redirect_gateway_flags() {
+        let p = parse(&s(&["redirect-gateway !ipv4 ipv6 local bypass-dhcp"]));
+        assert_eq!(
+            p.redirect,
+            Some(Redirect {
+                ipv4: false,
+                ipv6: true,
+                def1: false,
+                local: true
+            })
+        );
+        assert_eq!(
+            parse(&s(&["redirect-gateway"]))
+                .redirect
+                .map(|r| (r.ipv4, r.ipv6)),
+            Some((true, false))
+        );
     }
 
     #[test]

@@ -427,7 +427,7 @@ fn apply_pushed(
     }
     if let Some(r) = p.redirect {
         if r.ipv4 {
-            if server.is_ipv4() {
+            if server.is_ipv4() && !r.local {
                 bypass(nl, server, applied)?;
             }
             for net in ["0.0.0.0/1", "128.0.0.0/1"] {
@@ -435,7 +435,7 @@ fn apply_pushed(
             }
         }
         if r.ipv6 {
-            if server.is_ipv6() {
+            if server.is_ipv6() && !r.local {
                 bypass(nl, server, applied)?;
             }
             for net in ["::/3", "2000::/4", "3000::/4", "fc00::/7"] {
@@ -539,11 +539,8 @@ fn forward_loop(
         shard_stop.clone(),
         ShardOptions::default(),
     )?;
-    let ping = p.ping.map(|s| Duration::from_secs(s.into())).or(plan.ping);
-    let ping_restart = p
-        .ping_restart
-        .map(|s| Duration::from_secs(s.into()))
-        .or(plan.ping_restart);
+    let ping = pushed_timer(p.ping, plan.ping);
+    let ping_restart = pushed_timer(p.ping_restart, plan.ping_restart);
     let outcome = control_loop(
         plan,
         session,
@@ -559,6 +556,16 @@ fn forward_loop(
     shard_stop.store(true, Ordering::Relaxed);
     let _ = shard.join();
     outcome
+}
+
+/// A pushed `ping`/`ping-restart` overrides the local one; 0 turns it off (as in OpenVPN)
+/// rather than meaning "every moment".
+fn pushed_timer(pushed: Option<u32>, local: Option<Duration>) -> Option<Duration> {
+    match pushed {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s.into())),
+        None => local,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -723,6 +730,14 @@ mod tests {
         assert_eq!(retry_pause(S, max, u32::MAX, 1), max);
         // A zero connect-retry still pauses a second (no busy loop on a refusing remote).
         assert_eq!(retry_pause(Duration::ZERO, max, 0, 3), S);
+    }
+
+    #[test]
+    fn pushed_timers_override_and_zero_disables() {
+        assert_eq!(pushed_timer(Some(10), Some(S)), Some(10 * S));
+        assert_eq!(pushed_timer(None, Some(S)), Some(S));
+        assert_eq!(pushed_timer(Some(0), Some(S)), None);
+        assert_eq!(pushed_timer(None, None), None);
     }
 
     #[test]
