@@ -81,7 +81,8 @@ pub fn filter(
             }
         }
         if route_nopull {
-            // OpenVPN's route-nopull drops routes and route-related options only.
+            // OpenVPN's route-nopull withholds the OPT_P_ROUTE and OPT_P_DHCPDNS classes
+            // (`pull_permission_mask`); `route-gateway` is OPT_P_ROUTE_EXTRAS and stays.
             let first = opt.split_whitespace().next().unwrap_or("");
             if matches!(
                 first,
@@ -89,7 +90,10 @@ pub fn filter(
                     | "route-ipv6"
                     | "redirect-gateway"
                     | "redirect-private"
-                    | "route-gateway"
+                    | "route-metric"
+                    | "block-ipv6"
+                    | "dhcp-option"
+                    | "dns"
                     | "block-outside-dns"
             ) {
                 continue;
@@ -295,6 +299,26 @@ mod tests {
     }
 
     #[test]
+    fn route_nopull_keeps_interface_and_route_gateway() {
+        let opts = s(&[
+            "redirect-gateway def1",
+            "route-gateway 10.8.0.1",
+            "ifconfig 10.8.0.2 255.255.255.0",
+            "dns server 1 address 10.8.0.1",
+            "route-metric 5",
+            "peer-id 3",
+        ]);
+        assert_eq!(
+            filter(&opts, &[], true).unwrap(),
+            s(&[
+                "route-gateway 10.8.0.1",
+                "ifconfig 10.8.0.2 255.255.255.0",
+                "peer-id 3"
+            ])
+        );
+    }
+
+    #[test]
     fn route_forms() {
         let p = parse(&s(&[
             "route 10.1.0.0 255.255.0.0 vpn_gateway 5",
@@ -335,10 +359,7 @@ mod tests {
                 "dhcp-option DNS 10.8.0.1"
             ])
         );
-        assert_eq!(
-            filter(&opts, &[], true).unwrap(),
-            s(&["ping 10", "dhcp-option DNS 10.8.0.1"])
-        );
+        assert_eq!(filter(&opts, &[], true).unwrap(), s(&["ping 10"]));
         let r = vec![PullFilter::Reject("dhcp-option".into())];
         assert!(matches!(
             filter(&opts, &r, false),
