@@ -331,15 +331,17 @@ fn subnet_scenario(kind: Server, v6: bool) {
         "default routes lost:\n{r4}{r6}"
     );
 
-    if kind == Server::OpenVpn {
-        // cc-exit: the EXIT control message, not a ping-restart timeout 60 s later.
-        if let Err(e) = cl.lab.wait_for_log(
-            &server_log,
-            "CC-EEN exit message received by peer",
-            Duration::from_secs(3),
-        ) {
-            panic!("openvpn server did not get the exit notification: {e}");
-        }
+    // cc-exit: the EXIT control message, not a ping-restart timeout 60 s later.
+    let (needle, wait) = match kind {
+        Server::OpenVpn => ("CC-EEN exit message received by peer", 3),
+        // fwd, like openvpn, drops the client 5 s after its EXIT.
+        Server::Fwd => ("PeerExit(\"EXIT\")", 10),
+    };
+    if let Err(e) = cl
+        .lab
+        .wait_for_log(&server_log, needle, Duration::from_secs(wait))
+    {
+        panic!("server did not get the exit notification: {e}");
     }
 }
 
@@ -378,6 +380,10 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     ) {
         panic!("client did not notice the dead server: {e}");
     }
+    // Logged after the pushed configuration was undone.
+    if let Err(e) = wait_for_count(&client_log, "connection lost, restarting", 1, PING_TIMEOUT) {
+        panic!("client did not restart: {e}");
+    }
     let links = cl
         .lab
         .exec_ok(&client, &["ip", "-o", "addr", "show", "dev", "tun0"]);
@@ -386,7 +392,11 @@ fn openvpn_server_restart_ping_restart_reconnects() {
         "pushed address kept while disconnected:\n{links}"
     );
 
-    cl.start_server(Server::OpenVpn, "server2", &conf);
+    // This time the server says goodbye: with explicit-exit-notify a 2.6 server sends
+    // RESTART to its clients on SIGTERM, and the client restarts without waiting for
+    // ping-restart.
+    let conf = format!("{conf}explicit-exit-notify 1\n");
+    let (server_id, _) = cl.start_server(Server::OpenVpn, "server2", &conf);
     if let Err(e) = wait_for_count(&client_log, READY, 2, CONNECT_TIMEOUT) {
         panic!("client did not reconnect: {e}");
     }
@@ -397,6 +407,21 @@ fn openvpn_server_restart_ping_restart_reconnects() {
         (&client, "fd00:8::1"),
         (&server, "10.8.0.2"),
     ]);
+
+    cl.lab.kill(server_id);
+    if let Err(e) = wait_for_count(
+        &client_log,
+        "PeerExit(\"Restart",
+        1,
+        Duration::from_secs(10),
+    ) {
+        panic!("client did not act on the server's RESTART: {e}");
+    }
+    cl.start_server(Server::OpenVpn, "server3", &conf);
+    if let Err(e) = wait_for_count(&client_log, READY, 3, CONNECT_TIMEOUT) {
+        panic!("client did not reconnect after RESTART: {e}");
+    }
+    cl.assert_pings(&[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
 }
 
 /// `topology net30` from a stock server, a `remote` list whose first entries fail (one
