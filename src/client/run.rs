@@ -197,14 +197,12 @@ enum Outcome {
 fn resolve(remote: &RemoteSpec, retry: Duration, stop: &AtomicBool) -> Result<SocketAddr> {
     let deadline = Instant::now().checked_add(retry);
     loop {
+        // The first address of the wanted family (`proto udp` takes either).
         let found = (remote.host.as_str(), remote.port)
             .to_socket_addrs()
-            .map(|it| {
-                it.filter(|a| remote.v6.is_none_or(|v6| a.is_ipv6() == v6))
-                    .collect::<Vec<_>>()
-            });
+            .map(|mut it| it.find(|a| remote.v6.is_none_or(|v6| a.is_ipv6() == v6)));
         match found {
-            Ok(v) if !v.is_empty() => return Ok(v[0]),
+            Ok(Some(a)) => return Ok(a),
             Ok(_) | Err(_)
                 if deadline.is_some_and(|d| Instant::now() >= d)
                     || stop.load(Ordering::Relaxed) =>
