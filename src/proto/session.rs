@@ -786,7 +786,9 @@ impl Session {
             self.next_push_request = Some(now + PUSH_REQUEST_INTERVAL);
         }
         if let (Some(k), Some(after)) = (self.keys.first(), self.cfg.reneg_after) {
-            if k.keys_at.is_some_and(|t| now >= t + after) && self.keys.len() == 1 {
+            // Measured from when the primary got its keys; a lame duck still within
+            // tran-window is simply replaced, as in OpenVPN.
+            if k.keys_at.is_some_and(|t| now >= t + after) {
                 self.start_renegotiation(now);
             }
         }
