@@ -270,14 +270,22 @@ fn subnet_scenario(kind: Server, v6: bool) {
         &["ip", "-6", "route", "add", "default", "via", &gw6],
     );
 
+    // Renegotiation: the stock server starts it; against fwd, the client does.
+    let (server_reneg, client_reneg) = match kind {
+        Server::OpenVpn => ("reneg-sec 2", ""),
+        Server::Fwd => ("", "reneg-sec 2"),
+    };
     let conf = cl.server_config(
         kind,
         "subnet",
-        "keepalive 10 60\npush \"redirect-gateway def1 ipv6\"",
+        &format!("keepalive 10 60\npush \"redirect-gateway def1 ipv6\"\n{server_reneg}"),
     );
     let (_, server_log) = cl.start_server(kind, "server", &conf);
-    let conf = cl.client_config(&[cl.server_remote(PORT)], "explicit-exit-notify 1");
-    let (client_id, _) = cl.start_client(&conf);
+    let conf = cl.client_config(
+        &[cl.server_remote(PORT)],
+        &format!("explicit-exit-notify 1\n{client_reneg}"),
+    );
+    let (client_id, client_log) = cl.start_client(&conf);
 
     cl.assert_client_addrs(&[("10.8.0.2", 24), ("fd00:8::1000", 64)]);
     let (r4, r6) = (cl.routes(&cl.client, false), cl.routes(&cl.client, true));
@@ -315,6 +323,17 @@ fn subnet_scenario(kind: Server, v6: bool) {
         (&server, "fd00:8::1000"),
     ]);
 
+    // Two renegotiations later the tunnel still carries traffic.
+    if let Err(e) = wait_for_count(
+        &client_log,
+        "renegotiated key installed",
+        2,
+        CONNECT_TIMEOUT,
+    ) {
+        panic!("no data-channel renegotiation: {e}");
+    }
+    cl.assert_pings(&[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
+
     let status = cl.lab.kill(client_id);
     assert!(
         status.contains("after SIGTERM"),
@@ -348,6 +367,11 @@ fn subnet_scenario(kind: Server, v6: bool) {
 #[test]
 fn openvpn_server_subnet_ipv4_underlay() {
     subnet_scenario(Server::OpenVpn, false);
+}
+
+#[test]
+fn openvpn_server_subnet_ipv6_underlay() {
+    subnet_scenario(Server::OpenVpn, true);
 }
 
 #[test]

@@ -617,7 +617,10 @@ fn control_loop(
                     cipher,
                     key_block,
                     tx_now,
-                } => install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?,
+                } => {
+                    install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?;
+                    tracing::info!(key_id, ?cipher, "Data Channel: renegotiated key installed");
+                }
                 Event::TxSwitch { key_id } => peer.update_keys(|r| {
                     if let Some(k) = r.rx_key(key_id).cloned() {
                         r.tx = Some(k);
