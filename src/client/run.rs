@@ -466,9 +466,12 @@ fn add_route(
     applied: &mut Applied,
     dev: &str,
 ) -> Result<()> {
-    nl.add_route(net, idx, None, metric)
-        .with_context(|| format!("adding route {net} dev {dev}"))?;
-    applied.routes.push((net, metric));
+    // As in OpenVPN, a route that cannot be added is reported, not fatal: the tunnel itself
+    // works, and the rest of the pushed routes may.
+    match nl.add_route(net, idx, None, metric) {
+        Ok(()) => applied.routes.push((net, metric)),
+        Err(e) => tracing::warn!("ERROR: adding route {net} dev {dev} failed: {e}"),
+    }
     Ok(())
 }
 
@@ -487,8 +490,12 @@ fn bypass(nl: &mut Netlink, server: SocketAddr, applied: &mut Applied) -> Result
     };
     if let Some(d) = def {
         let host = IpNet::from(server.ip());
-        nl.add_route(host, d.ifindex, d.gateway, None)?;
-        applied.bypass.push((host, d.ifindex, d.gateway));
+        match nl.add_route(host, d.ifindex, d.gateway, None) {
+            Ok(()) => applied.bypass.push((host, d.ifindex, d.gateway)),
+            Err(e) => {
+                tracing::warn!("ERROR: adding the host route to the server {host} failed: {e}")
+            }
+        }
     }
     Ok(())
 }
