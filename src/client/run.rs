@@ -1,6 +1,16 @@
 //! The client process: connect to a server from the `remote` list, apply what it pushes to a
 //! tun device through netlink, forward until told to stop or the connection dies, then
 //! reconnect with back-off. Everything it added to the system is removed on the way out.
+//!
+//! Invariants:
+//! - the tun device lives as long as the process (deleted by the kernel when its fd closes);
+//!   addresses and routes live as long as one connection: every one added is recorded in
+//!   [`Applied`] and removed before the next attempt and before exit;
+//! - `Initialization Sequence Completed` is logged (info) exactly when a connection is up and
+//!   its pushed configuration applied, once per connection, as OpenVPN does;
+//! - remotes are tried in order, wrapping around; the pause between attempts follows
+//!   OpenVPN's `connect-retry` rules ([`retry_pause`]); `AUTH_FAILED` and `HALT` end the
+//!   process, everything else (ping-restart, RESTART, OCC_EXIT, handshake failure) reconnects.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::OwnedFd;
