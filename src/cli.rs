@@ -26,7 +26,10 @@ pub enum Command {
     /// `fwd --config …` or `fwd run …`.
     Run(Box<Loaded>),
     /// `fwd init [DIR] [args…]`: remaining arguments are passed through untouched.
-    Init { dir: PathBuf, args: Vec<String> },
+    Init {
+        dir: PathBuf,
+        args: Vec<String>,
+    },
     Demo,
     Help,
     Version,
@@ -64,7 +67,9 @@ pub fn parse_command(args: &[String]) -> Result<Command, CliError> {
         "--version" | "-V" | "version" => Ok(Command::Version),
         "check" => {
             if rest.is_empty() {
-                return Err(CliError::Usage("`fwd check` needs `--config FILE` and/or options".into()));
+                return Err(CliError::Usage(
+                    "`fwd check` needs `--config FILE` and/or options".into(),
+                ));
             }
             config::load_args(rest)
                 .map(|l| Command::Check(Box::new(l)))
@@ -213,10 +218,15 @@ pub fn init_logging(verb: u32) {
         4..=6 => "debug",
         _ => "trace",
     };
-    // netlink-packet-route warns on every link dump about attributes newer kernels add.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},netlink_packet_route=error")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        // netlink-packet-route warns on every link dump about attributes newer kernels add.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},netlink_packet_route=error"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// `fwd --config F …`: run the server or client the configuration describes.
@@ -251,13 +261,19 @@ fn init(dir: &std::path::Path, args: &[String], out: &mut dyn Write, err: &mut d
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         let r = match a.as_str() {
             "--client" => value("--client").map(|v| opts.clients.push(v)),
             "--remote" => value("--remote").map(|v| opts.remote = v),
             "--server-cn" => value("--server-cn").map(|v| opts.server_cn = v),
             "--port" => value("--port").and_then(|v| {
-                v.parse().map(|p| opts.port = p).map_err(|_| format!("--port: bad port {v}"))
+                v.parse()
+                    .map(|p| opts.port = p)
+                    .map_err(|_| format!("--port: bad port {v}"))
             }),
             other => Err(format!("unknown init option {other}")),
         };
@@ -288,9 +304,9 @@ pub fn main() -> i32 {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_with(&args, &mut stdout.lock(), &mut stderr.lock())
+    // Unlocked handles: holding stderr's lock here for the whole run would block every log line
+    // from other threads (tracing writes to stderr) forever.
+    run_with(&args, &mut std::io::stdout(), &mut std::io::stderr())
 }
 
 #[cfg(test)]
@@ -305,10 +321,19 @@ mod tests {
     fn simple_commands() {
         assert!(matches!(parse_command(&[]), Ok(Command::Help)));
         assert!(matches!(parse_command(&v(&["--help"])), Ok(Command::Help)));
-        assert!(matches!(parse_command(&v(&["--version"])), Ok(Command::Version)));
+        assert!(matches!(
+            parse_command(&v(&["--version"])),
+            Ok(Command::Version)
+        ));
         assert!(matches!(parse_command(&v(&["demo"])), Ok(Command::Demo)));
-        assert!(matches!(parse_command(&v(&["demo", "x"])), Err(CliError::Usage(_))));
-        assert!(matches!(parse_command(&v(&["frobnicate"])), Err(CliError::Usage(_))));
+        assert!(matches!(
+            parse_command(&v(&["demo", "x"])),
+            Err(CliError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_command(&v(&["frobnicate"])),
+            Err(CliError::Usage(_))
+        ));
         match parse_command(&v(&["init", "mypki"])) {
             Ok(Command::Init { dir, args }) => {
                 assert_eq!(dir, PathBuf::from("mypki"));
@@ -326,14 +351,21 @@ mod tests {
     fn version_output() {
         let (mut o, mut e) = (Vec::new(), Vec::new());
         assert_eq!(run_with(&v(&["--version"]), &mut o, &mut e), 0);
-        assert_eq!(String::from_utf8_lossy(&o), format!("fwd {}\n", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            String::from_utf8_lossy(&o),
+            format!("fwd {}\n", env!("CARGO_PKG_VERSION"))
+        );
     }
 
     #[test]
     fn help_documents_every_option_and_ipv6() {
         let h = help_text();
         for o in options::OPTIONS {
-            assert!(h.contains(&format!("--{}", o.name)), "{} missing from help", o.name);
+            assert!(
+                h.contains(&format!("--{}", o.name)),
+                "{} missing from help",
+                o.name
+            );
         }
         for k in [
             "--server-ipv6",
@@ -353,7 +385,11 @@ mod tests {
     #[test]
     fn config_error_exits_2_with_location() {
         let (mut o, mut e) = (Vec::new(), Vec::new());
-        let code = run_with(&v(&["check", "--dev", "tun", "--bogus-opt", "1"]), &mut o, &mut e);
+        let code = run_with(
+            &v(&["check", "--dev", "tun", "--bogus-opt", "1"]),
+            &mut o,
+            &mut e,
+        );
         assert_eq!(code, 2);
         let e = String::from_utf8_lossy(&e);
         assert!(e.contains("command line: bogus-opt: unknown option"), "{e}");

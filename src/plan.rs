@@ -16,6 +16,7 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::client::pushed::PullFilter;
 use crate::client::run::{ClientPlan, RemoteSpec};
 use crate::config::{self, ccd, Config, ControlWrapSpec, Role, Topology, TransportProto};
+use crate::dataplane::peers::RenegLimits;
 use crate::pool::{persist, Pool, PoolConfig, PoolV4, PoolV6, RestoreMode, V4Mode};
 use crate::proto::data::Cipher;
 use crate::proto::keys::{self, OccProto};
@@ -23,7 +24,9 @@ use crate::proto::messages;
 use crate::proto::session::{SessionConfig, TlsSide};
 use crate::proto::tls::{self, RemoteCertTls, TlsIdentity, TlsPolicy, TlsVersion, X509NameType};
 use crate::proto::wrap::{self, Digest, KeyDirection, StaticKey, WrapKeys};
-use crate::server::core::{ClientDirectory, ClientOverrides, NoDirectory, ServerSettings, V4Layout};
+use crate::server::core::{
+    ClientDirectory, ClientOverrides, NoDirectory, ServerSettings, V4Layout,
+};
 use crate::server::run::{ServerPlan, TunV4};
 
 /// TLS bytes per control packet: 1250-byte tls-mtu minus IPv6/UDP (48), the worst-case
@@ -32,7 +35,9 @@ use crate::server::run::{ServerPlan, TunV4};
 const MAX_CONTROL_PAYLOAD: usize = 1080;
 
 fn pem<'a>(p: &'a Option<config::Pem>, what: &str) -> Result<&'a str> {
-    p.as_ref().map(|p| p.text.as_str()).ok_or_else(|| anyhow!("{what}: missing (required for TLS)"))
+    p.as_ref()
+        .map(|p| p.text.as_str())
+        .ok_or_else(|| anyhow!("{what}: missing (required for TLS)"))
 }
 
 fn wrap_keys(cfg: &Config, role: wrap::Role) -> Result<WrapKeys> {
@@ -42,7 +47,11 @@ fn wrap_keys(cfg: &Config, role: wrap::Role) -> Result<WrapKeys> {
             let k = StaticKey::parse(&key.text).map_err(|e| anyhow!("tls-crypt: {e}"))?;
             WrapKeys::tls_crypt(&k, role)
         }
-        Some(ControlWrapSpec::TlsAuth { key, direction, auth }) => {
+        Some(ControlWrapSpec::TlsAuth {
+            key,
+            direction,
+            auth,
+        }) => {
             let k = StaticKey::parse(&key.text).map_err(|e| anyhow!("tls-auth: {e}"))?;
             let dir = match direction {
                 None => None,
@@ -101,11 +110,23 @@ fn ciphers(cfg: &Config) -> Result<(Vec<Cipher>, Option<Cipher>)> {
     Ok((list, fallback))
 }
 
-fn session_config(cfg: &Config, tls: TlsSide, role: crate::proto::session::Role) -> Result<SessionConfig> {
+fn session_config(
+    cfg: &Config,
+    tls: TlsSide,
+    role: crate::proto::session::Role,
+) -> Result<SessionConfig> {
     let client = role == crate::proto::session::Role::Client;
     let (ciphers, _) = ciphers(cfg)?;
-    let wrap = wrap_keys(cfg, if client { wrap::Role::Client } else { wrap::Role::Server })?;
-    let peer_info = client.then(|| messages::peer_info_string(&ciphers, messages::IV_PROTO_FWD, 1600));
+    let wrap = wrap_keys(
+        cfg,
+        if client {
+            wrap::Role::Client
+        } else {
+            wrap::Role::Server
+        },
+    )?;
+    let peer_info =
+        client.then(|| messages::peer_info_string(&ciphers, messages::IV_PROTO_FWD, 1600));
     Ok(SessionConfig {
         role,
         wrap: Arc::new(wrap),
@@ -144,8 +165,12 @@ impl ClientDirectory for CcdDirectory {
             None if self.exclusive => Err(format!("ccd-exclusive: no ccd file for {cn}")),
             None => Ok(None),
             Some(e) => Ok(Some(ClientOverrides {
-                ifconfig_push: e.ifconfig_push.map(|p| (p.alias.unwrap_or(p.local), p.remote_netmask)),
-                ifconfig_ipv6_push: e.ifconfig_ipv6_push.map(|p| (p.addr.addr(), p.addr.prefix_len(), p.remote)),
+                ifconfig_push: e
+                    .ifconfig_push
+                    .map(|p| (p.alias.unwrap_or(p.local), p.remote_netmask)),
+                ifconfig_ipv6_push: e
+                    .ifconfig_ipv6_push
+                    .map(|p| (p.addr.addr(), p.addr.prefix_len(), p.remote)),
                 iroutes: e.iroutes.iter().map(|n| n.trunc()).collect(),
                 iroutes_v6: e.iroutes_v6.clone(),
                 push: e.push.clone(),
@@ -161,27 +186,41 @@ fn build_pool(cfg: &Config) -> Result<Pool> {
     let v4 = cfg.pool_v4.map(|p| PoolV4 {
         start: p.start,
         end: p.end,
-        mode: if cfg.topology == Topology::Net30 { V4Mode::Net30 } else { V4Mode::Individual },
+        mode: if cfg.topology == Topology::Net30 {
+            V4Mode::Net30
+        } else {
+            V4Mode::Individual
+        },
     });
-    let v6 = cfg.pool_v6.map(|p| PoolV6 { base: p.base, prefix_len: p.prefix_len });
+    let v6 = cfg.pool_v6.map(|p| PoolV6 {
+        base: p.base,
+        prefix_len: p.prefix_len,
+    });
     if v4.is_none() && v6.is_none() {
         // No dynamic pool (static addresses from ccd only): an empty IPv6 pool would refuse to
         // build, so use a 1-slot placeholder that is never consulted (`has_v4/has_v6` decide).
         return Pool::new(PoolConfig {
             v4: None,
-            v6: Some(PoolV6 { base: "fd00::fffe".parse()?, prefix_len: 124 }),
+            v6: Some(PoolV6 {
+                base: "fd00::fffe".parse()?,
+                prefix_len: 124,
+            }),
             duplicate_cn: cfg.duplicate_cn,
         })
         .map_err(|e| anyhow!("pool: {e}"));
     }
-    let mut pool = Pool::new(PoolConfig { v4, v6, duplicate_cn: cfg.duplicate_cn })
-        .map_err(|e| anyhow!("ifconfig-pool: {e}"))?;
+    let mut pool = Pool::new(PoolConfig {
+        v4,
+        v6,
+        duplicate_cn: cfg.duplicate_cn,
+    })
+    .map_err(|e| anyhow!("ifconfig-pool: {e}"))?;
     for note in pool.config_notes() {
         tracing::info!("{note}");
     }
     if let Some((path, secs)) = &cfg.pool_persist {
-        let (entries, warnings) =
-            persist::load(path).with_context(|| format!("ifconfig-pool-persist: reading {}", path.display()))?;
+        let (entries, warnings) = persist::load(path)
+            .with_context(|| format!("ifconfig-pool-persist: reading {}", path.display()))?;
         for w in warnings {
             tracing::warn!("{}", w.at(path));
         }
@@ -199,28 +238,52 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
     }
     let identity = TlsIdentity::from_pem(pem(&cfg.tls.cert, "cert")?, pem(&cfg.tls.key, "key")?)
         .map_err(|e| anyhow!("cert/key: {e}"))?;
-    let tls_cfg = tls::server_config(&identity, &tls_policy(cfg)?).map_err(|e| anyhow!("TLS: {e}"))?;
-    let session = Arc::new(session_config(cfg, TlsSide::Server(tls_cfg), crate::proto::session::Role::Server)?);
+    let tls_cfg =
+        tls::server_config(&identity, &tls_policy(cfg)?).map_err(|e| anyhow!("TLS: {e}"))?;
+    let session = Arc::new(session_config(
+        cfg,
+        TlsSide::Server(tls_cfg),
+        crate::proto::session::Role::Server,
+    )?);
     let (data_ciphers, data_ciphers_fallback) = ciphers(cfg)?;
     let v4_layout = match (cfg.topology, cfg.ifconfig) {
-        (Topology::Subnet, Some(i)) => V4Layout::Subnet { netmask: i.remote_netmask },
-        (Topology::Subnet, None) => V4Layout::Subnet { netmask: Ipv4Addr::new(255, 255, 255, 0) },
+        (Topology::Subnet, Some(i)) => V4Layout::Subnet {
+            netmask: i.remote_netmask,
+        },
+        (Topology::Subnet, None) => V4Layout::Subnet {
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+        },
         _ => V4Layout::Net30,
     };
     let tun_v4 = cfg.ifconfig.map(|i| match cfg.topology {
         Topology::Subnet => TunV4 {
             addr: i.local,
-            prefix_len: Ipv4Net::with_netmask(i.local, i.remote_netmask).map(|n| n.prefix_len()).unwrap_or(24),
+            prefix_len: Ipv4Net::with_netmask(i.local, i.remote_netmask)
+                .map(|n| n.prefix_len())
+                .unwrap_or(24),
             peer: None,
         },
-        _ => TunV4 { addr: i.local, prefix_len: 32, peer: Some(i.remote_netmask) },
+        _ => TunV4 {
+            addr: i.local,
+            prefix_len: 32,
+            peer: Some(i.remote_netmask),
+        },
     });
-    let tun_v6 = cfg.ifconfig_ipv6.map(|i| (i.local.addr(), i.local.prefix_len()));
-    let mut routes: Vec<IpNet> = cfg.routes.iter().map(|r| IpNet::V4(r.net.trunc())).collect();
+    let tun_v6 = cfg
+        .ifconfig_ipv6
+        .map(|i| (i.local.addr(), i.local.prefix_len()));
+    let mut routes: Vec<IpNet> = cfg
+        .routes
+        .iter()
+        .map(|r| IpNet::V4(r.net.trunc()))
+        .collect();
     routes.extend(cfg.routes_v6.iter().map(|r| IpNet::V6(r.net.trunc())));
     let (listen, v6only) = listen_addr(cfg);
     let directory: Box<dyn ClientDirectory + Send> = match &cfg.ccd_dir {
-        Some(dir) => Box::new(CcdDirectory { dir: dir.clone(), exclusive: cfg.ccd_exclusive }),
+        Some(dir) => Box::new(CcdDirectory {
+            dir: dir.clone(),
+            exclusive: cfg.ccd_exclusive,
+        }),
         None => Box::new(NoDirectory),
     };
     let settings = ServerSettings {
@@ -241,7 +304,9 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         pool: build_pool(cfg)?,
         directory,
         dev: dev_name(&cfg.dev),
-        threads: cfg.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: cfg
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         listen,
         v6only,
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
@@ -249,19 +314,39 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         tun_v4,
         tun_v6,
         routes,
-        ping: cfg.ping.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg.ping_restart.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
+        ping: cfg
+            .ping
+            .filter(|&p| p > 0)
+            .map(|p| Duration::from_secs(p.into())),
+        ping_restart: cfg
+            .ping_restart
+            .filter(|&p| p > 0)
+            .map(|p| Duration::from_secs(p.into())),
         client_to_client: cfg.client_to_client,
+        reneg: RenegLimits {
+            bytes: cfg.reneg_bytes.filter(|&b| b > 0),
+            packets: cfg.reneg_pkts.filter(|&p| p > 0),
+        },
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         persist: cfg
             .pool_persist
             .as_ref()
             .filter(|(_, secs)| RestoreMode::from_seconds(*secs).writes_file())
             .map(|(p, secs)| (p.clone(), Duration::from_secs((*secs).into()))),
-        status: cfg
-            .status
-            .as_ref()
-            .map(|(p, secs)| (p.clone(), Duration::from_secs((*secs).max(1).into()), cfg.status_version)),
+        status: cfg.status.as_ref().map(|(p, secs)| {
+            (
+                p.clone(),
+                Duration::from_secs((*secs).max(1).into()),
+                cfg.status_version,
+            )
+        }),
+        management: cfg
+            .management
+            .map(|(ip, port)| crate::server::run::MgmtPlan {
+                addr: SocketAddr::new(ip, port),
+                status_version: cfg.status_version,
+                verb: cfg.verb,
+            }),
         exit_notify: cfg.explicit_exit_notify > 0,
         on_ready: None,
     })
@@ -282,11 +367,18 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         bail!("not a client configuration (use `client` or `pull` + `tls-client`)");
     }
     let identity = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(c), Some(k)) => Some(TlsIdentity::from_pem(&c.text, &k.text).map_err(|e| anyhow!("cert/key: {e}"))?),
+        (Some(c), Some(k)) => {
+            Some(TlsIdentity::from_pem(&c.text, &k.text).map_err(|e| anyhow!("cert/key: {e}"))?)
+        }
         _ => None,
     };
-    let tls_cfg = tls::client_config(identity.as_ref(), &tls_policy(cfg)?).map_err(|e| anyhow!("TLS: {e}"))?;
-    let session = Arc::new(session_config(cfg, TlsSide::Client(tls_cfg), crate::proto::session::Role::Client)?);
+    let tls_cfg = tls::client_config(identity.as_ref(), &tls_policy(cfg)?)
+        .map_err(|e| anyhow!("TLS: {e}"))?;
+    let session = Arc::new(session_config(
+        cfg,
+        TlsSide::Client(tls_cfg),
+        crate::proto::session::Role::Client,
+    )?);
     let (data_ciphers, data_ciphers_fallback) = ciphers(cfg)?;
     let remotes = cfg
         .remotes
@@ -323,8 +415,14 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         data_ciphers_fallback,
         pull_filters,
         route_nopull: cfg.route_nopull,
-        ping: cfg.ping.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg.ping_restart.filter(|&p| p > 0).map(|p| Duration::from_secs(p.into())),
+        ping: cfg
+            .ping
+            .filter(|&p| p > 0)
+            .map(|p| Duration::from_secs(p.into())),
+        ping_restart: cfg
+            .ping_restart
+            .filter(|&p| p > 0)
+            .map(|p| Duration::from_secs(p.into())),
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         exit_notify: cfg.explicit_exit_notify,

@@ -9,9 +9,7 @@ pub const PKI: &str = "tests/vectors/config/pki";
 
 #[allow(dead_code)]
 pub fn server_base() -> String {
-    format!(
-        "dev tun\nca {PKI}/ca.crt\ncert {PKI}/server.crt\nkey {PKI}/server.key\ndh none\n"
-    )
+    format!("dev tun\nca {PKI}/ca.crt\ncert {PKI}/server.crt\nkey {PKI}/server.key\ndh none\n")
 }
 
 #[allow(dead_code)]

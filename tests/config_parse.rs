@@ -81,21 +81,30 @@ fn every_sample_parses_and_roundtrips() {
 
 #[test]
 fn every_documented_option_has_a_sample() {
-    let all: String = SAMPLES.iter().map(|s| format!("{}\n", s.0)).collect::<String>()
+    let all: String = SAMPLES
+        .iter()
+        .map(|s| format!("{}\n", s.0))
+        .collect::<String>()
         + &server_base()
         + &client_base();
     for o in OPTIONS {
         if o.ccd_only {
             continue; // covered by config_ccd.rs
         }
-        let found = all.lines().any(|l| l.split_whitespace().next() == Some(o.name));
+        let found = all
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(o.name));
         assert!(found, "option `{}` has no parse sample", o.name);
     }
 }
 
 #[test]
 fn typed_values() {
-    let c = with('S', "proto udp6\nport 1195\nlocal ::1\nserver 10.8.0.0 255.255.255.0\nthreads 4\nforce-prf").config;
+    let c = with(
+        'S',
+        "proto udp6\nport 1195\nlocal ::1\nserver 10.8.0.0 255.255.255.0\nthreads 4\nforce-prf",
+    )
+    .config;
     assert_eq!(c.role, Role::Server);
     assert_eq!(c.proto, TransportProto::Udp6);
     assert_eq!(c.port, 1195);
@@ -109,9 +118,21 @@ fn typed_values() {
     assert_eq!(
         c.remotes,
         vec![
-            Remote { host: "vpn.example.org".into(), port: 1194, proto: None },
-            Remote { host: "second.example.org".into(), port: 443, proto: None },
-            Remote { host: "192.0.2.1".into(), port: 1197, proto: Some(TransportProto::Udp6) },
+            Remote {
+                host: "vpn.example.org".into(),
+                port: 1194,
+                proto: None
+            },
+            Remote {
+                host: "second.example.org".into(),
+                port: 443,
+                proto: None
+            },
+            Remote {
+                host: "192.0.2.1".into(),
+                port: 1197,
+                proto: Some(TransportProto::Udp6)
+            },
         ]
     );
     assert!(c.remote_random && c.nobind && c.float);
@@ -119,14 +140,34 @@ fn typed_values() {
     assert_eq!(c.connect_retry, Some((5, Some(300))));
     assert_eq!(c.server_poll_timeout, Some(10));
 
-    let c = with('C', "route-nopull\nredirect-gateway def1 ipv6 !ipv4\npull-filter ignore \"route-ipv6 \"").config;
+    let c = with(
+        'C',
+        "route-nopull\nredirect-gateway def1 ipv6 !ipv4\npull-filter ignore \"route-ipv6 \"",
+    )
+    .config;
     assert!(c.route_nopull);
-    assert_eq!(c.redirect_gateway.map(|r| r.flags), Some(vec!["def1".into(), "ipv6".into(), "!ipv4".into()]));
-    assert_eq!(c.pull_filters, vec![PullFilter { action: PullFilterAction::Ignore, text: "route-ipv6 ".into() }]);
+    assert_eq!(
+        c.redirect_gateway.map(|r| r.flags),
+        Some(vec!["def1".into(), "ipv6".into(), "!ipv4".into()])
+    );
+    assert_eq!(
+        c.pull_filters,
+        vec![PullFilter {
+            action: PullFilterAction::Ignore,
+            text: "route-ipv6 ".into()
+        }]
+    );
 
-    let c = with('S', "server-ipv6 fd00:8::/64\nroute-ipv6 fd00:100::/48\nroute-ipv6 fd00:200::/56 fd00:8::2 10").config;
+    let c = with(
+        'S',
+        "server-ipv6 fd00:8::/64\nroute-ipv6 fd00:100::/48\nroute-ipv6 fd00:200::/56 fd00:8::2 10",
+    )
+    .config;
     assert_eq!(c.routes_v6[0].net.to_string(), "fd00:100::/48");
-    assert_eq!(c.routes_v6[1].gateway, Some("fd00:8::2".parse().unwrap_or(Ipv6Addr::UNSPECIFIED)));
+    assert_eq!(
+        c.routes_v6[1].gateway,
+        Some("fd00:8::2".parse().unwrap_or(Ipv6Addr::UNSPECIFIED))
+    );
     assert_eq!(c.routes_v6[1].metric, Some(10));
 
     let c = with('S', "server 10.8.0.0 255.255.255.0\nstatus status.log 10\nstatus-version 3\nmanagement ::1 7505").config;
@@ -136,13 +177,30 @@ fn typed_values() {
 
     let c = with('C', "data-ciphers aes-256-gcm:CHACHA20-POLY1305\ndata-ciphers-fallback AES-256-CBC\ncipher AES-128-GCM\nreplay-window 128 30").config;
     // OpenVPN 2.6 appends --cipher to data-ciphers.
-    assert_eq!(c.data_ciphers, ["AES-256-GCM", "CHACHA20-POLY1305", "AES-128-GCM"]);
+    assert_eq!(
+        c.data_ciphers,
+        ["AES-256-GCM", "CHACHA20-POLY1305", "AES-128-GCM"]
+    );
     assert_eq!(c.data_ciphers_fallback.as_deref(), Some("AES-256-CBC"));
-    assert_eq!(c.replay_window, ReplayWindow { size: 128, seconds: 30 });
+    assert_eq!(
+        c.replay_window,
+        ReplayWindow {
+            size: 128,
+            seconds: 30
+        }
+    );
 
-    let c = with('C', "tls-auth tests/vectors/config/pki/ta.key 1\nauth SHA256").config;
+    let c = with(
+        'C',
+        "tls-auth tests/vectors/config/pki/ta.key 1\nauth SHA256",
+    )
+    .config;
     match c.control_wrap {
-        Some(ControlWrapSpec::TlsAuth { key, direction, auth }) => {
+        Some(ControlWrapSpec::TlsAuth {
+            key,
+            direction,
+            auth,
+        }) => {
             assert!(key.text.contains("BEGIN OpenVPN Static key V1"));
             assert_eq!(direction, Some(1));
             assert_eq!(auth, "SHA256");
@@ -150,10 +208,23 @@ fn typed_values() {
         }
         other => panic!("{other:?}"),
     }
-    let c = with('S', "tls-auth tests/vectors/config/pki/ta.key\nkey-direction 0").config;
-    assert!(matches!(c.control_wrap, Some(ControlWrapSpec::TlsAuth { direction: Some(0), .. })));
+    let c = with(
+        'S',
+        "tls-auth tests/vectors/config/pki/ta.key\nkey-direction 0",
+    )
+    .config;
+    assert!(matches!(
+        c.control_wrap,
+        Some(ControlWrapSpec::TlsAuth {
+            direction: Some(0),
+            ..
+        })
+    ));
     let c = with('C', "tls-crypt tests/vectors/config/pki/tc.key").config;
-    assert!(matches!(c.control_wrap, Some(ControlWrapSpec::TlsCrypt { .. })));
+    assert!(matches!(
+        c.control_wrap,
+        Some(ControlWrapSpec::TlsCrypt { .. })
+    ));
 
     // Key material is text, not a path.
     let ca = c.tls.ca.map(|p| p.text).unwrap_or_default();
@@ -165,7 +236,14 @@ fn typed_values() {
     assert_eq!(c.max_clients, 100);
 
     let c = with('S', "topology subnet\nifconfig 10.9.0.1 255.255.255.0\nifconfig-pool 10.9.0.10 10.9.0.100 255.255.255.0\nifconfig-pool-persist ipp.txt 0\nmode server\ntls-server").config;
-    assert_eq!(c.pool_v4, Some(PoolV4Spec { start: Ipv4Addr::new(10, 9, 0, 10), end: Ipv4Addr::new(10, 9, 0, 100), netmask: Some(Ipv4Addr::new(255, 255, 255, 0)) }));
+    assert_eq!(
+        c.pool_v4,
+        Some(PoolV4Spec {
+            start: Ipv4Addr::new(10, 9, 0, 10),
+            end: Ipv4Addr::new(10, 9, 0, 100),
+            netmask: Some(Ipv4Addr::new(255, 255, 255, 0))
+        })
+    );
     assert_eq!(c.pool_persist, Some(("ipp.txt".into(), 0)));
 }
 
@@ -180,8 +258,17 @@ fn defaults() {
     assert_eq!(c.reneg_sec, 3600);
     assert_eq!(c.tun_mtu, 1500);
     assert_eq!(c.auth, "SHA1");
-    assert_eq!(c.data_ciphers, ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]);
-    assert_eq!(c.replay_window, ReplayWindow { size: 64, seconds: 15 });
+    assert_eq!(
+        c.data_ciphers,
+        ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
+    );
+    assert_eq!(
+        c.replay_window,
+        ReplayWindow {
+            size: 64,
+            seconds: 15
+        }
+    );
     assert_eq!(c.status_version, 1);
     assert!(c.control_wrap.is_none());
 }
@@ -196,9 +283,18 @@ fn inline_blocks_and_quoting() {
         "client\n--dev tun\nremote 'vpn.example.org' 1194 ; comment\n<ca>\n{ca}</ca>\n<cert>\n{cert}</cert>\n<key>\n{key}</key>\n<tls-crypt>\n{tc}</tls-crypt>\nsetenv X \"a \\\"quoted\\\" b\"\n"
     );
     let l = ok(&text);
-    assert_eq!(l.config.tls.ca.as_ref().map(|p| p.text.as_str()), Some(ca.as_str()));
-    assert_eq!(l.config.tls.ca.as_ref().map(|p| &p.origin), Some(&MaterialOrigin::Inline));
-    assert_eq!(l.config.setenv, vec![("X".to_string(), "a \"quoted\" b".to_string())]);
+    assert_eq!(
+        l.config.tls.ca.as_ref().map(|p| p.text.as_str()),
+        Some(ca.as_str())
+    );
+    assert_eq!(
+        l.config.tls.ca.as_ref().map(|p| &p.origin),
+        Some(&MaterialOrigin::Inline)
+    );
+    assert_eq!(
+        l.config.setenv,
+        vec![("X".to_string(), "a \"quoted\" b".to_string())]
+    );
     roundtrip(&l);
     // Default rendering redacts inline secrets.
     let r = render_effective(&l.config);
@@ -211,15 +307,28 @@ fn inline_blocks_and_quoting() {
 #[test]
 fn command_line_equals_config_lines_and_overrides() {
     let file = std::env::temp_dir().join(format!("fwd-cfg-{}.conf", std::process::id()));
-    let text = format!("{}server 10.8.0.0 255.255.255.0\nthreads 2\n", server_base());
+    let text = format!(
+        "{}server 10.8.0.0 255.255.255.0\nthreads 2\n",
+        server_base()
+    );
     std::fs::write(&file, &text).unwrap_or_default();
-    let args: Vec<String> = ["--config", file.to_str().unwrap_or(""), "--threads", "4", "--push", "route-ipv6 fd00::/48"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "--config",
+        file.to_str().unwrap_or(""),
+        "--threads",
+        "4",
+        "--push",
+        "route-ipv6 fd00::/48",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let l = load_args(&args).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l.config.threads, Some(4));
-    assert_eq!(l.config.push.first().map(String::as_str), Some("route-ipv6 fd00::/48"));
+    assert_eq!(
+        l.config.push.first().map(String::as_str),
+        Some("route-ipv6 fd00::/48")
+    );
     // Options alone on the command line.
     let mut only: Vec<String> = Vec::new();
     for line in text.lines() {
@@ -237,16 +346,39 @@ fn command_line_equals_config_lines_and_overrides() {
 
 #[test]
 fn error_format_and_collection() {
-    let text = format!("{}server 10.8.0.0 255.255.255.0\nifconfig-ipv6-pool fd00::/200\nport 0\nbogus-option 1\n", server_base());
+    let text = format!(
+        "{}server 10.8.0.0 255.255.255.0\nifconfig-ipv6-pool fd00::/200\nport 0\nbogus-option 1\n",
+        server_base()
+    );
     let e = errs(&text);
     // All three bad lines are reported, in order, with file:line.
     assert_eq!(e.len(), 3, "{e:?}");
-    assert_eq!(e[0], "test.conf:7: ifconfig-ipv6-pool: `fd00::/200`: prefix length must be 0..128");
-    assert_eq!(e[1], "test.conf:8: port: `0` is not a valid port (1..65535)");
-    assert_eq!(e[2], "test.conf:9: bogus-option: unknown option (list it in `ignore-unknown-option` to skip it)");
+    assert_eq!(
+        e[0],
+        "test.conf:7: ifconfig-ipv6-pool: `fd00::/200`: prefix length must be 0..128"
+    );
+    assert_eq!(
+        e[1],
+        "test.conf:8: port: `0` is not a valid port (1..65535)"
+    );
+    assert_eq!(
+        e[2],
+        "test.conf:9: bogus-option: unknown option (list it in `ignore-unknown-option` to skip it)"
+    );
     // Command-line location.
-    let e = load_args(&["--dev".to_string(), "tun".into(), "--port".into(), "x".into()]).err().unwrap_or_default();
-    assert!(e.iter().any(|x| x.to_string() == "command line: port: `x` is not a valid port (1..65535)"), "{e}");
+    let e = load_args(&[
+        "--dev".to_string(),
+        "tun".into(),
+        "--port".into(),
+        "x".into(),
+    ])
+    .err()
+    .unwrap_or_default();
+    assert!(
+        e.iter()
+            .any(|x| x.to_string() == "command line: port: `x` is not a valid port (1..65535)"),
+        "{e}"
+    );
 }
 
 /// (extra lines, role, expected error display) — the error must be reported exactly.
@@ -334,7 +466,10 @@ fn error_cases() {
         t.push_str(extra);
         t.push('\n');
         let e = errs(&t);
-        assert!(e.iter().any(|x| x == want), "for `{extra}`:\n  want: {want}\n  got:  {e:#?}");
+        assert!(
+            e.iter().any(|x| x == want),
+            "for `{extra}`:\n  want: {want}\n  got:  {e:#?}"
+        );
     }
 }
 
@@ -349,29 +484,75 @@ fn missing_required_options() {
     ] {
         assert!(e.iter().any(|x| x == want), "want {want} in {e:#?}");
     }
-    let e = errs(&format!("dev tun\nca {PKI}/ca.crt\ncert {PKI}/server.crt\nkey {PKI}/server.key\n"));
-    assert!(e.iter().any(|x| x.starts_with("test.conf: mode: no role configured")), "{e:#?}");
-    let e = errs(&format!("client\ndev tun\nca {PKI}/ca.crt\ncert {PKI}/client1.crt\nkey {PKI}/client1.key\n"));
-    assert!(e.iter().any(|x| x == "test.conf: remote: a client needs at least one `remote`"), "{e:#?}");
-    let e = errs(&format!("mode server\n{}ifconfig 10.8.0.1 10.8.0.2\n", server_base()));
-    assert!(e.iter().any(|x| x == "test.conf:1: mode: `mode server` requires `tls-server`"), "{e:#?}");
-    let e = errs(&format!("{}tls-server\nifconfig 10.8.0.1 10.8.0.2\n", server_base()));
-    assert!(e.iter().any(|x| x.starts_with("test.conf:6: tls-server: not supported by fwd: TLS point-to-point mode")), "{e:#?}");
-    let e = errs(&format!("dev vpn0\n{}", &client_base().replace("dev tun\n", "")));
+    let e = errs(&format!(
+        "dev tun\nca {PKI}/ca.crt\ncert {PKI}/server.crt\nkey {PKI}/server.key\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("test.conf: mode: no role configured")),
+        "{e:#?}"
+    );
+    let e = errs(&format!(
+        "client\ndev tun\nca {PKI}/ca.crt\ncert {PKI}/client1.crt\nkey {PKI}/client1.key\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|x| x == "test.conf: remote: a client needs at least one `remote`"),
+        "{e:#?}"
+    );
+    let e = errs(&format!(
+        "mode server\n{}ifconfig 10.8.0.1 10.8.0.2\n",
+        server_base()
+    ));
+    assert!(
+        e.iter()
+            .any(|x| x == "test.conf:1: mode: `mode server` requires `tls-server`"),
+        "{e:#?}"
+    );
+    let e = errs(&format!(
+        "{}tls-server\nifconfig 10.8.0.1 10.8.0.2\n",
+        server_base()
+    ));
+    assert!(
+        e.iter().any(|x| x
+            .starts_with("test.conf:6: tls-server: not supported by fwd: TLS point-to-point mode")),
+        "{e:#?}"
+    );
+    let e = errs(&format!(
+        "dev vpn0\n{}",
+        &client_base().replace("dev tun\n", "")
+    ));
     assert!(e.iter().any(|x| x == "test.conf:1: dev: cannot tell the device type from the name `vpn0`; add `dev-type tun`"), "{e:#?}");
     // auth-user-pass clients may omit cert/key.
-    ok(&format!("client\ndev tun\nremote x\nca {PKI}/ca.crt\nauth-user-pass\n"));
+    ok(&format!(
+        "client\ndev tun\nremote x\nca {PKI}/ca.crt\nauth-user-pass\n"
+    ));
 }
 
 #[test]
 fn unknown_option_policy() {
     // Unknown before ignore-unknown-option is still an error (OpenVPN processes in order).
-    let e = errs(&format!("{}foo 1\nignore-unknown-option foo\n", client_base()));
-    assert_eq!(e, ["test.conf:7: foo: unknown option (list it in `ignore-unknown-option` to skip it)"]);
-    let l = ok(&format!("{}ignore-unknown-option foo\nfoo 1\nsetenv opt bar 2\n", client_base()));
+    let e = errs(&format!(
+        "{}foo 1\nignore-unknown-option foo\n",
+        client_base()
+    ));
+    assert_eq!(
+        e,
+        ["test.conf:7: foo: unknown option (list it in `ignore-unknown-option` to skip it)"]
+    );
+    let l = ok(&format!(
+        "{}ignore-unknown-option foo\nfoo 1\nsetenv opt bar 2\n",
+        client_base()
+    ));
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
-    assert!(w.contains(&"test.conf:8: foo: unknown option ignored".to_string()), "{w:?}");
-    assert!(w.contains(&"test.conf:9: bar: unknown option ignored".to_string()), "{w:?}");
+    assert!(
+        w.contains(&"test.conf:8: foo: unknown option ignored".to_string()),
+        "{w:?}"
+    );
+    assert!(
+        w.contains(&"test.conf:9: bar: unknown option ignored".to_string()),
+        "{w:?}"
+    );
     // `setenv opt` of a known option applies it.
     let l = ok(&format!("{}setenv opt verb 5\n", client_base()));
     assert_eq!(l.config.verb, 5);
@@ -385,5 +566,7 @@ fn include_relative_to_cwd_and_cd() {
     // cd changes how later relative paths resolve.
     let t = "client\ndev tun\nremote x\ncd tests/vectors/config/pki\nca ca.crt\ncert client1.crt\nkey client1.key\n";
     let l = ok(t);
-    assert!(matches!(&l.config.tls.ca, Some(Pem { origin: MaterialOrigin::File(p), .. }) if p.ends_with("pki/ca.crt")));
+    assert!(
+        matches!(&l.config.tls.ca, Some(Pem { origin: MaterialOrigin::File(p), .. }) if p.ends_with("pki/ca.crt"))
+    );
 }

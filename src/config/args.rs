@@ -35,19 +35,23 @@ pub fn arg(a: &[String], i: usize) -> Result<&str, ErrorKind> {
 }
 
 pub fn u32_arg(s: &str, what: &str) -> Result<u32, ErrorKind> {
-    s.parse::<u32>()
-        .map_err(|_| ErrorKind::Invalid(format!("{what} must be a non-negative integer, got `{s}`")))
+    s.parse::<u32>().map_err(|_| {
+        ErrorKind::Invalid(format!("{what} must be a non-negative integer, got `{s}`"))
+    })
 }
 
 pub fn u64_arg(s: &str, what: &str) -> Result<u64, ErrorKind> {
-    s.parse::<u64>()
-        .map_err(|_| ErrorKind::Invalid(format!("{what} must be a non-negative integer, got `{s}`")))
+    s.parse::<u64>().map_err(|_| {
+        ErrorKind::Invalid(format!("{what} must be a non-negative integer, got `{s}`"))
+    })
 }
 
 pub fn port_arg(s: &str) -> Result<u16, ErrorKind> {
     match s.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(ErrorKind::Invalid(format!("`{s}` is not a valid port (1..65535)"))),
+        _ => Err(ErrorKind::Invalid(format!(
+            "`{s}` is not a valid port (1..65535)"
+        ))),
     }
 }
 
@@ -67,7 +71,9 @@ pub fn netmask_arg(s: &str) -> Result<(Ipv4Addr, u8), ErrorKind> {
     let bits = u32::from(m);
     let ones = bits.leading_ones();
     if bits.checked_shl(ones).unwrap_or(0) != 0 {
-        return Err(ErrorKind::Invalid(format!("netmask `{s}` is not contiguous")));
+        return Err(ErrorKind::Invalid(format!(
+            "netmask `{s}` is not contiguous"
+        )));
     }
     Ok((m, ones as u8))
 }
@@ -86,11 +92,9 @@ pub fn ipv4_net_args(net: &str, mask: Option<&str>) -> Result<Ipv4Net, ErrorKind
 pub fn ipv6_net_arg(s: &str) -> Result<Ipv6Net, ErrorKind> {
     let (a, bits) = match s.split_once('/') {
         Some((a, b)) => {
-            let bits = b
-                .parse::<u8>()
-                .ok()
-                .filter(|b| *b <= 128)
-                .ok_or_else(|| ErrorKind::Invalid(format!("`{s}`: prefix length must be 0..128")))?;
+            let bits = b.parse::<u8>().ok().filter(|b| *b <= 128).ok_or_else(|| {
+                ErrorKind::Invalid(format!("`{s}`: prefix length must be 0..128"))
+            })?;
             (a, bits)
         }
         None => (s, 64),
@@ -138,8 +142,14 @@ mod tests {
 
     #[test]
     fn ipv6_nets() {
-        assert_eq!(ipv6_net_arg("fd00::/48").ok().map(|n| n.prefix_len()), Some(48));
-        assert_eq!(ipv6_net_arg("fd00::").ok().map(|n| n.prefix_len()), Some(64));
+        assert_eq!(
+            ipv6_net_arg("fd00::/48").ok().map(|n| n.prefix_len()),
+            Some(48)
+        );
+        assert_eq!(
+            ipv6_net_arg("fd00::").ok().map(|n| n.prefix_len()),
+            Some(64)
+        );
         assert!(ipv6_net_arg("fd00::/129").is_err());
         assert!(ipv6_net_arg("10.0.0.0/8").is_err());
         assert!(ipv6_net_arg("fd00::/x").is_err());

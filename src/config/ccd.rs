@@ -10,7 +10,7 @@
 //! pushes immediately and is remembered to filter the inherited global list.
 
 use super::args::{arg, ipv4_arg, nargs, u32_arg};
-use super::directive::{iroute_args, iroute_v6_args, ifconfig_ipv6_push_args, push_text};
+use super::directive::{ifconfig_ipv6_push_args, iroute_args, iroute_v6_args, push_text};
 use super::error::{ConfigError, ConfigErrors, ErrorKind, Location, Warning};
 use super::lexer::{lex_text, Line};
 use super::options;
@@ -63,7 +63,9 @@ pub struct CcdEntry {
 impl CcdEntry {
     /// Does `push-remove` suppress this inherited push option? (prefix match as OpenVPN).
     pub fn removes(&self, option: &str) -> bool {
-        self.push_remove.iter().any(|p| option.starts_with(p.as_str()))
+        self.push_remove
+            .iter()
+            .any(|p| option.starts_with(p.as_str()))
     }
 }
 
@@ -81,7 +83,13 @@ pub struct CcdSpans {
 pub fn sanitize_cn(cn: &str) -> Option<String> {
     let s: String = cn
         .chars()
-        .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     if s.is_empty() || s == "." || s == ".." {
         None
@@ -94,7 +102,11 @@ pub fn sanitize_cn(cn: &str) -> Option<String> {
 /// (not with `exclusive`). Ok(None) = no file applies (with `exclusive` the caller must
 /// refuse the client). A CN equal to `DEFAULT` never selects the DEFAULT file by name when
 /// exclusive.
-pub fn load_for(dir: &Path, common_name: &str, exclusive: bool) -> Result<Option<CcdEntry>, ConfigErrors> {
+pub fn load_for(
+    dir: &Path,
+    common_name: &str,
+    exclusive: bool,
+) -> Result<Option<CcdEntry>, ConfigErrors> {
     let Some(name) = sanitize_cn(common_name) else {
         return Ok(None);
     };
@@ -218,7 +230,10 @@ impl State {
                     self.warnings.push(Warning::new(
                         l.location.clone(),
                         l.name(),
-                        format!("/{} is outside 64..124; OpenVPN clients reject such an ifconfig-ipv6", addr.prefix_len()),
+                        format!(
+                            "/{} is outside 64..124; OpenVPN clients reject such an ifconfig-ipv6",
+                            addr.prefix_len()
+                        ),
                     ));
                 }
                 e.ifconfig_ipv6_push = Some(IfconfigV6Push { addr, remote });
@@ -276,7 +291,9 @@ impl State {
                     return Err(ErrorKind::Unsupported(why.into()));
                 }
                 return Err(if options::find(name).is_some() {
-                    ErrorKind::NotAllowed("not a per-client option; only valid in the server configuration".into())
+                    ErrorKind::NotAllowed(
+                        "not a per-client option; only valid in the server configuration".into(),
+                    )
                 } else {
                     ErrorKind::UnknownOption
                 });
@@ -310,8 +327,14 @@ mod tests {
                  push-remove route-gateway\n\
                  ping 5\nping-restart 30\necho hello\n";
         let e = parse_text(t, Path::new("ccd/alice")).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(e.ifconfig_push.map(|i| i.local), Some(Ipv4Addr::new(10, 8, 0, 50)));
-        assert_eq!(e.ifconfig_ipv6_push.map(|i| i.addr.to_string()), Some("fd00:8::50/64".into()));
+        assert_eq!(
+            e.ifconfig_push.map(|i| i.local),
+            Some(Ipv4Addr::new(10, 8, 0, 50))
+        );
+        assert_eq!(
+            e.ifconfig_ipv6_push.map(|i| i.addr.to_string()),
+            Some("fd00:8::50/64".into())
+        );
         assert_eq!(e.iroutes[0].to_string(), "192.168.5.0/24");
         assert_eq!(e.iroutes_v6[0].to_string(), "fd00:100:5::/64");
         assert_eq!(e.push, ["route 10.0.0.0 255.0.0.0"]);
@@ -322,23 +345,31 @@ mod tests {
 
     #[test]
     fn push_reset_clears_earlier_pushes() {
-        let e = parse_text("push \"a\"\npush-reset\npush \"b\"\n", Path::new("x")).unwrap_or_default();
+        let e =
+            parse_text("push \"a\"\npush-reset\npush \"b\"\n", Path::new("x")).unwrap_or_default();
         assert!(e.push_reset);
         assert_eq!(e.push, ["b"]);
     }
 
     #[test]
     fn illegal_options_are_errors_with_line() {
-        let err = parse_text("iroute-ipv6 fd00::/48\nserver 10.0.0.0 255.255.255.0\nbogus 1\n", Path::new("ccd/bob"))
-            .err()
-            .unwrap_or_default();
+        let err = parse_text(
+            "iroute-ipv6 fd00::/48\nserver 10.0.0.0 255.255.255.0\nbogus 1\n",
+            Path::new("ccd/bob"),
+        )
+        .err()
+        .unwrap_or_default();
         let s: Vec<String> = err.iter().map(|e| e.to_string()).collect();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0], "ccd/bob:2: server: not allowed here: not a per-client option; only valid in the server configuration");
         assert!(s[1].starts_with("ccd/bob:3: bogus: unknown option"));
-        let err = parse_text("comp-lzo no\n", Path::new("c")).err().unwrap_or_default();
+        let err = parse_text("comp-lzo no\n", Path::new("c"))
+            .err()
+            .unwrap_or_default();
         assert!(err.to_string().contains("not supported by fwd"));
-        let err = parse_text("iroute-ipv6 nonsense\n", Path::new("c")).err().unwrap_or_default();
+        let err = parse_text("iroute-ipv6 nonsense\n", Path::new("c"))
+            .err()
+            .unwrap_or_default();
         assert!(err.to_string().starts_with("c:1: iroute-ipv6: "));
     }
 }

@@ -24,7 +24,11 @@ fn at(s: &SourceMap, names: &[&str]) -> Location {
 pub fn pool_v4_slots(c: &Config) -> Option<u64> {
     let p = c.pool_v4?;
     let n = u64::from(u32::from(p.end)).saturating_sub(u64::from(u32::from(p.start))) + 1;
-    Some(if c.topology == Topology::Net30 { n / 4 } else { n })
+    Some(if c.topology == Topology::Net30 {
+        n / 4
+    } else {
+        n
+    })
 }
 
 fn v6_pool_range(c: &Config) -> Option<(u128, u128)> {
@@ -58,7 +62,10 @@ pub fn config_warnings(c: &Config, s: &SourceMap) -> Vec<Warning> {
         w.push(Warning::new(
             at(s, &["tun-mtu"]),
             "tun-mtu",
-            format!("{} is below the IPv6 minimum MTU of 1280; IPv6 will not work on the tunnel", c.tun_mtu),
+            format!(
+                "{} is below the IPv6 minimum MTU of 1280; IPv6 will not work on the tunnel",
+                c.tun_mtu
+            ),
         ));
     }
     if c.role != Role::Server {
@@ -186,8 +193,21 @@ pub fn compare(c: &Config, s: &SourceMap, files: &[CcdFile]) -> Vec<Warning> {
     let dual = c.pool_v4.is_some() && c.pool_v6.is_some();
     for f in files {
         let e = &f.entry;
-        if f.name == DEFAULT_FILE && (!e.iroutes.is_empty() || !e.iroutes_v6.is_empty() || e.ifconfig_push.is_some() || e.ifconfig_ipv6_push.is_some()) {
-            let loc = f.spans.iroutes_v6.first().or(f.spans.iroutes.first()).or(f.spans.ifconfig_push.as_ref()).or(f.spans.ifconfig_ipv6_push.as_ref()).cloned().unwrap_or_else(|| Location::file(e.source.clone()));
+        if f.name == DEFAULT_FILE
+            && (!e.iroutes.is_empty()
+                || !e.iroutes_v6.is_empty()
+                || e.ifconfig_push.is_some()
+                || e.ifconfig_ipv6_push.is_some())
+        {
+            let loc = f
+                .spans
+                .iroutes_v6
+                .first()
+                .or(f.spans.iroutes.first())
+                .or(f.spans.ifconfig_push.as_ref())
+                .or(f.spans.ifconfig_ipv6_push.as_ref())
+                .cloned()
+                .unwrap_or_else(|| Location::file(e.source.clone()));
             w.push(Warning::new(loc, "DEFAULT", "DEFAULT applies to every client without its own file: static addresses and iroutes in it are shared by all of them"));
         }
         for (n, loc) in e.iroutes_v6.iter().zip(&f.spans.iroutes_v6) {
@@ -197,29 +217,67 @@ pub fn compare(c: &Config, s: &SourceMap, files: &[CcdFile]) -> Vec<Warning> {
         }
         for (n, loc) in e.iroutes.iter().zip(&f.spans.iroutes) {
             if !c.routes.iter().any(|r| r.net.trunc().contains(&n.trunc())) {
-                w.push(Warning::new(loc.clone(), "iroute", format!("{} {} has no covering route in the server config (add `route {} {}`)", n.addr(), n.netmask(), n.network(), n.netmask())));
+                w.push(Warning::new(
+                    loc.clone(),
+                    "iroute",
+                    format!(
+                        "{} {} has no covering route in the server config (add `route {} {}`)",
+                        n.addr(),
+                        n.netmask(),
+                        n.network(),
+                        n.netmask()
+                    ),
+                ));
             }
         }
         if let (Some(p), Some(loc)) = (e.ifconfig_ipv6_push, &f.spans.ifconfig_ipv6_push) {
             match tn6 {
-                None => w.push(Warning::new(loc.clone(), "ifconfig-ipv6-push", "the server has no IPv6 tunnel address (server-ipv6 / ifconfig-ipv6)")),
-                Some(t) if !t.contains(&p.addr.addr()) => w.push(Warning::new(loc.clone(), "ifconfig-ipv6-push", format!("{} is outside the server's IPv6 tunnel subnet {t}", p.addr.addr()))),
+                None => w.push(Warning::new(
+                    loc.clone(),
+                    "ifconfig-ipv6-push",
+                    "the server has no IPv6 tunnel address (server-ipv6 / ifconfig-ipv6)",
+                )),
+                Some(t) if !t.contains(&p.addr.addr()) => w.push(Warning::new(
+                    loc.clone(),
+                    "ifconfig-ipv6-push",
+                    format!(
+                        "{} is outside the server's IPv6 tunnel subnet {t}",
+                        p.addr.addr()
+                    ),
+                )),
                 Some(_) => {}
             }
             if in_v6_pool(c, p.addr.addr()) {
                 w.push(Warning::new(loc.clone(), "ifconfig-ipv6-push", format!("{} is inside the dynamic IPv6 pool; another client may get it too (use an address below the pool start)", p.addr.addr())));
             }
-            if c.ifconfig_ipv6.is_some_and(|i| i.local.addr() == p.addr.addr()) {
-                w.push(Warning::new(loc.clone(), "ifconfig-ipv6-push", "is the server's own address"));
+            if c.ifconfig_ipv6
+                .is_some_and(|i| i.local.addr() == p.addr.addr())
+            {
+                w.push(Warning::new(
+                    loc.clone(),
+                    "ifconfig-ipv6-push",
+                    "is the server's own address",
+                ));
             }
         }
         if let (Some(p), Some(loc)) = (e.ifconfig_push, &f.spans.ifconfig_push) {
             if in_v4_pool(c, p.local) {
-                w.push(Warning::new(loc.clone(), "ifconfig-push", format!("{} is inside the dynamic IPv4 pool; another client may get it too", p.local)));
+                w.push(Warning::new(
+                    loc.clone(),
+                    "ifconfig-push",
+                    format!(
+                        "{} is inside the dynamic IPv4 pool; another client may get it too",
+                        p.local
+                    ),
+                ));
             }
             if let Some(t) = tn4 {
                 if !t.contains(&p.local) {
-                    w.push(Warning::new(loc.clone(), "ifconfig-push", format!("{} is outside the server's tunnel subnet {t}", p.local)));
+                    w.push(Warning::new(
+                        loc.clone(),
+                        "ifconfig-push",
+                        format!("{} is outside the server's tunnel subnet {t}", p.local),
+                    ));
                 }
             }
             if dual && e.ifconfig_ipv6_push.is_none() {
@@ -242,27 +300,61 @@ pub fn compare(c: &Config, s: &SourceMap, files: &[CcdFile]) -> Vec<Warning> {
             for (n, loc) in b.entry.iroutes.iter().zip(&b.spans.iroutes) {
                 for m in &a.entry.iroutes {
                     if m.trunc() == n.trunc() {
-                        w.push(Warning::new(loc.clone(), "iroute", format!("{} is also routed to client `{}`", n.trunc(), a.name)));
+                        w.push(Warning::new(
+                            loc.clone(),
+                            "iroute",
+                            format!("{} is also routed to client `{}`", n.trunc(), a.name),
+                        ));
                     } else if c.client_to_client && overlaps4(m, n) {
-                        w.push(Warning::new(loc.clone(), "iroute", format!("{} overlaps {} of client `{}`", n.trunc(), m.trunc(), a.name)));
+                        w.push(Warning::new(
+                            loc.clone(),
+                            "iroute",
+                            format!(
+                                "{} overlaps {} of client `{}`",
+                                n.trunc(),
+                                m.trunc(),
+                                a.name
+                            ),
+                        ));
                     }
                 }
             }
-            if let (Some(x), Some(y), Some(loc)) = (a.entry.ifconfig_ipv6_push, b.entry.ifconfig_ipv6_push, &b.spans.ifconfig_ipv6_push) {
+            if let (Some(x), Some(y), Some(loc)) = (
+                a.entry.ifconfig_ipv6_push,
+                b.entry.ifconfig_ipv6_push,
+                &b.spans.ifconfig_ipv6_push,
+            ) {
                 if x.addr.addr() == y.addr.addr() {
-                    w.push(Warning::new(loc.clone(), "ifconfig-ipv6-push", format!("{} is also assigned to client `{}`", y.addr.addr(), a.name)));
+                    w.push(Warning::new(
+                        loc.clone(),
+                        "ifconfig-ipv6-push",
+                        format!("{} is also assigned to client `{}`", y.addr.addr(), a.name),
+                    ));
                 }
             }
-            if let (Some(x), Some(y), Some(loc)) = (a.entry.ifconfig_push, b.entry.ifconfig_push, &b.spans.ifconfig_push) {
+            if let (Some(x), Some(y), Some(loc)) = (
+                a.entry.ifconfig_push,
+                b.entry.ifconfig_push,
+                &b.spans.ifconfig_push,
+            ) {
                 if x.local == y.local {
-                    w.push(Warning::new(loc.clone(), "ifconfig-push", format!("{} is also assigned to client `{}`", y.local, a.name)));
+                    w.push(Warning::new(
+                        loc.clone(),
+                        "ifconfig-push",
+                        format!("{} is also assigned to client `{}`", y.local, a.name),
+                    ));
                 }
             }
         }
     }
     // Server routes nobody serves.
     for (r, loc) in c.routes_v6.iter().zip(&s.routes_v6) {
-        let served = files.iter().any(|f| f.entry.iroutes_v6.iter().any(|n| overlaps6(n, &r.net.trunc())));
+        let served = files.iter().any(|f| {
+            f.entry
+                .iroutes_v6
+                .iter()
+                .any(|n| overlaps6(n, &r.net.trunc()))
+        });
         let tunnel = tn6.is_some_and(|t| overlaps6(&t, &r.net.trunc()));
         if !served && !tunnel {
             w.push(Warning::new(loc.clone(), "route-ipv6", format!("no client's iroute-ipv6 serves {}: packets the OS routes there are dropped by fwd (add `iroute-ipv6` in a ccd file)", r.net)));

@@ -190,7 +190,8 @@ pub fn parse_static_key(text: &str) -> Result<Vec<u8>, String> {
     for ch in body.chars().filter(|c| !c.is_whitespace()) {
         let v = ch
             .to_digit(16)
-            .ok_or_else(|| format!("invalid character `{ch}` in static key"))? as u8;
+            .ok_or_else(|| format!("invalid character `{ch}` in static key"))?
+            as u8;
         match hi.take() {
             None => hi = Some(v),
             Some(h) => out.push((h << 4) | v),
@@ -239,7 +240,9 @@ pub const KNOWN_CIPHERS: &[&str] = &[
     "none",
 ];
 
-pub const KNOWN_DIGESTS: &[&str] = &["SHA1", "SHA224", "SHA256", "SHA384", "SHA512", "MD5", "none"];
+pub const KNOWN_DIGESTS: &[&str] = &[
+    "SHA1", "SHA224", "SHA256", "SHA384", "SHA512", "MD5", "none",
+];
 
 fn cipher_name(s: &str) -> Result<String, ErrorKind> {
     if s.is_empty() {
@@ -310,7 +313,11 @@ impl Builder {
                 self.mode_server = Some(match arg(a, 0)? {
                     "server" => true,
                     "p2p" => false,
-                    o => return Err(ErrorKind::Invalid(format!("unknown mode `{o}` (server|p2p)"))),
+                    o => {
+                        return Err(ErrorKind::Invalid(format!(
+                            "unknown mode `{o}` (server|p2p)"
+                        )))
+                    }
                 });
             }
             "server" => {
@@ -377,7 +384,9 @@ impl Builder {
                 let a = nargs(line, 1, 1)?;
                 let n = u32_arg(arg(a, 0)?, "threads")?;
                 if n == 0 || n > 1024 {
-                    return Err(ErrorKind::Invalid(format!("threads must be 1..1024, got {n}")));
+                    return Err(ErrorKind::Invalid(format!(
+                        "threads must be 1..1024, got {n}"
+                    )));
                 }
                 self.threads = Some(n as usize);
             }
@@ -387,11 +396,14 @@ impl Builder {
                 let d = arg(a, 0)?;
                 if d.starts_with("tap") {
                     return Err(ErrorKind::Unsupported(
-                        "dev tap: fwd implements routed tun mode only (layer 3); use dev tun".into(),
+                        "dev tap: fwd implements routed tun mode only (layer 3); use dev tun"
+                            .into(),
                     ));
                 }
                 if d.is_empty() || d.len() > 15 || d.contains(['/', ' ']) {
-                    return Err(ErrorKind::Invalid(format!("`{d}` is not a valid interface name (1..15 characters, no `/`)")));
+                    return Err(ErrorKind::Invalid(format!(
+                        "`{d}` is not a valid interface name (1..15 characters, no `/`)"
+                    )));
                 }
                 self.dev = Some(d.to_string());
             }
@@ -425,7 +437,9 @@ impl Builder {
                 let a = nargs(line, 1, 1)?;
                 let v = u32_arg(arg(a, 0)?, "tun-mtu")?;
                 if !(576..=65535).contains(&v) {
-                    return Err(ErrorKind::Invalid(format!("tun-mtu must be 576..65535, got {v}")));
+                    return Err(ErrorKind::Invalid(format!(
+                        "tun-mtu must be 576..65535, got {v}"
+                    )));
                 }
                 self.tun_mtu = Some(v);
             }
@@ -433,7 +447,9 @@ impl Builder {
                 let a = nargs(line, 0, 2)?;
                 if let Some(m) = a.get(1) {
                     if m != "mtu" && m != "fixed" {
-                        return Err(ErrorKind::Invalid(format!("second argument must be `mtu` or `fixed`, got `{m}`")));
+                        return Err(ErrorKind::Invalid(format!(
+                            "second argument must be `mtu` or `fixed`, got `{m}`"
+                        )));
                     }
                 }
                 self.mssfix = Some(match a.first() {
@@ -473,7 +489,9 @@ impl Builder {
                 let a = nargs(line, 1, 3)?;
                 let host = arg(a, 0)?;
                 if host.is_empty() || host.starts_with('-') {
-                    return Err(ErrorKind::Invalid(format!("`{host}` is not a host name or address")));
+                    return Err(ErrorKind::Invalid(format!(
+                        "`{host}` is not a host name or address"
+                    )));
                 }
                 let port = a.get(1).map(|p| port_arg(p)).transpose()?;
                 let proto = a.get(2).map(|p| proto_arg(p)).transpose()?;
@@ -494,7 +512,10 @@ impl Builder {
             "connect-retry" => {
                 let a = nargs(line, 1, 2)?;
                 let n = u32_arg(arg(a, 0)?, "connect-retry")?;
-                let max = a.get(1).map(|m| u32_arg(m, "connect-retry max")).transpose()?;
+                let max = a
+                    .get(1)
+                    .map(|m| u32_arg(m, "connect-retry max"))
+                    .transpose()?;
                 self.connect_retry = Some((n, max));
             }
             "server-poll-timeout" => {
@@ -528,7 +549,9 @@ impl Builder {
                 let start = ipv4_arg(arg(a, 0)?, "start")?;
                 let end = ipv4_arg(arg(a, 1)?, "end")?;
                 if u32::from(start) > u32::from(end) {
-                    return Err(ErrorKind::Invalid(format!("start {start} is above end {end}")));
+                    return Err(ErrorKind::Invalid(format!(
+                        "start {start} is above end {end}"
+                    )));
                 }
                 if u32::from(end) - u32::from(start) >= 65536 {
                     return Err(ErrorKind::Invalid(
@@ -536,7 +559,11 @@ impl Builder {
                     ));
                 }
                 let netmask = a.get(2).map(|m| netmask_arg(m).map(|x| x.0)).transpose()?;
-                self.pool_v4 = Some(PoolV4Spec { start, end, netmask });
+                self.pool_v4 = Some(PoolV4Spec {
+                    start,
+                    end,
+                    netmask,
+                });
             }
             "ifconfig-ipv6-pool" => {
                 let a = nargs(line, 1, 1)?;
@@ -566,9 +593,15 @@ impl Builder {
             }
             "route" => {
                 let a = nargs(line, 1, 4)?;
-                let net = ipv4_net_args(arg(a, 0)?, a.get(1).map(String::as_str).filter(|m| *m != "default"))?;
+                let net = ipv4_net_args(
+                    arg(a, 0)?,
+                    a.get(1).map(String::as_str).filter(|m| *m != "default"),
+                )?;
                 if net.addr() != net.network() {
-                    env.warn(line, format!("{} has host bits set for /{}", net.addr(), net.prefix_len()));
+                    env.warn(
+                        line,
+                        format!("{} has host bits set for /{}", net.addr(), net.prefix_len()),
+                    );
                 }
                 let gateway = match a.get(2).map(String::as_str) {
                     None | Some("default") => None,
@@ -581,7 +614,14 @@ impl Builder {
                     None | Some("default") => None,
                     Some(m) => Some(u32_arg(m, "metric")?),
                 };
-                self.routes.push((RouteV4 { net, gateway, metric }, line.location.clone()));
+                self.routes.push((
+                    RouteV4 {
+                        net,
+                        gateway,
+                        metric,
+                    },
+                    line.location.clone(),
+                ));
             }
             "route-ipv6" => {
                 let a = nargs(line, 1, 3)?;
@@ -591,7 +631,14 @@ impl Builder {
                 }
                 let gateway = a.get(1).map(|g| ipv6_arg(g, "gateway")).transpose()?;
                 let metric = a.get(2).map(|m| u32_arg(m, "metric")).transpose()?;
-                self.routes_v6.push((RouteV6 { net, gateway, metric }, line.location.clone()));
+                self.routes_v6.push((
+                    RouteV6 {
+                        net,
+                        gateway,
+                        metric,
+                    },
+                    line.location.clone(),
+                ));
             }
             "route-gateway" => {
                 let a = nargs(line, 1, 1)?;
@@ -725,7 +772,10 @@ impl Builder {
                 } else {
                     let p = env.material(line, s)?;
                     need_pem(&p, "DH parameters", "-----BEGIN DH PARAMETERS-----")?;
-                    env.warn(line, "fwd uses ECDHE only; DH parameters are not used (use `dh none`)");
+                    env.warn(
+                        line,
+                        "fwd uses ECDHE only; DH parameters are not used (use `dh none`)",
+                    );
                     self.tls.dh = Some(DhSpec::Params(p));
                 }
             }
@@ -745,7 +795,11 @@ impl Builder {
                 self.tls.remote_cert_tls = Some(match arg(a, 0)? {
                     "client" => CertUsage::Client,
                     "server" => CertUsage::Server,
-                    o => return Err(ErrorKind::Invalid(format!("`{o}`: expected client or server"))),
+                    o => {
+                        return Err(ErrorKind::Invalid(format!(
+                            "`{o}`: expected client or server"
+                        )))
+                    }
                 });
             }
             "verify-x509-name" => {
@@ -772,14 +826,19 @@ impl Builder {
                     return Err(ErrorKind::Invalid(format!("unknown TLS version `{v}`")));
                 }
                 if a.get(1).is_some_and(|x| x != "or-highest") {
-                    return Err(ErrorKind::Invalid("second argument must be `or-highest`".into()));
+                    return Err(ErrorKind::Invalid(
+                        "second argument must be `or-highest`".into(),
+                    ));
                 }
                 self.tls.tls_version_min = Some(v.to_string());
             }
             "tls-auth" => {
                 let a = nargs(line, 1, 2)?;
                 let p = static_key(env, line, arg(a, 0)?)?;
-                let dir = a.get(1).map(|d| u8_range(d, "key direction", 0, 1)).transpose()?;
+                let dir = a
+                    .get(1)
+                    .map(|d| u8_range(d, "key direction", 0, 1))
+                    .transpose()?;
                 self.tls_auth = Some((p, dir));
             }
             "tls-crypt" => {
@@ -796,7 +855,10 @@ impl Builder {
                 for c in arg(a, 0)?.split(':') {
                     let c = cipher_name(c)?;
                     if !KNOWN_CIPHERS.contains(&c.as_str()) {
-                        env.warn(line, format!("unknown cipher `{c}` (kept; a peer may still negotiate it)"));
+                        env.warn(
+                            line,
+                            format!("unknown cipher `{c}` (kept; a peer may still negotiate it)"),
+                        );
                     }
                     v.push(c);
                 }
@@ -813,7 +875,11 @@ impl Builder {
             "auth" => {
                 let a = nargs(line, 1, 1)?;
                 let d = arg(a, 0)?;
-                let up = if d.eq_ignore_ascii_case("none") { "none".to_string() } else { d.to_ascii_uppercase().replace("SHA-", "SHA") };
+                let up = if d.eq_ignore_ascii_case("none") {
+                    "none".to_string()
+                } else {
+                    d.to_ascii_uppercase().replace("SHA-", "SHA")
+                };
                 if !KNOWN_DIGESTS.contains(&up.as_str()) {
                     return Err(ErrorKind::Invalid(format!(
                         "unknown digest `{d}` (known: {})",
@@ -826,7 +892,9 @@ impl Builder {
                 let a = nargs(line, 1, 2)?;
                 let size = u32_arg(arg(a, 0)?, "window size")?;
                 if !(1..=65536).contains(&size) {
-                    return Err(ErrorKind::Invalid(format!("window size must be 1..65536, got {size}")));
+                    return Err(ErrorKind::Invalid(format!(
+                        "window size must be 1..65536, got {size}"
+                    )));
                 }
                 let seconds = match a.get(1) {
                     Some(s) => u32_arg(s, "seconds")?,
@@ -856,10 +924,15 @@ impl Builder {
                 })?;
                 let port = port_arg(arg(a, 1)?)?;
                 if a.get(2).is_some() {
-                    return Err(ErrorKind::Unsupported("management password files are not implemented; bind to localhost".into()));
+                    return Err(ErrorKind::Unsupported(
+                        "management password files are not implemented; bind to localhost".into(),
+                    ));
                 }
                 if !ip.is_loopback() {
-                    env.warn(line, "management interface is reachable from the network without a password");
+                    env.warn(
+                        line,
+                        "management interface is reachable from the network without a password",
+                    );
                 }
                 self.management = Some((ip, port));
             }
@@ -881,7 +954,8 @@ impl Builder {
                 if n.eq_ignore_ascii_case("FORWARD_COMPATIBLE") {
                     return Err(ErrorKind::Unsupported("setenv FORWARD_COMPATIBLE would turn every unknown option into a warning; use ignore-unknown-option".into()));
                 }
-                self.setenv.push((n.to_string(), a.get(1).cloned().unwrap_or_default()));
+                self.setenv
+                    .push((n.to_string(), a.get(1).cloned().unwrap_or_default()));
             }
             "script-security" => {
                 let a = nargs(line, 1, 1)?;
@@ -892,7 +966,11 @@ impl Builder {
                 let via_file = match arg(a, 1)? {
                     "via-env" => false,
                     "via-file" => true,
-                    o => return Err(ErrorKind::Invalid(format!("method must be via-env or via-file, got `{o}`"))),
+                    o => {
+                        return Err(ErrorKind::Invalid(format!(
+                            "method must be via-env or via-file, got `{o}`"
+                        )))
+                    }
                 };
                 self.auth_user_pass_verify = Some(AuthUserPassVerify {
                     command: arg(a, 0)?.to_string(),
@@ -930,8 +1008,8 @@ fn one_str(line: &Line) -> Result<String, ErrorKind> {
     Ok(arg(a, 0)?.to_string())
 }
 
-/// `push "OPTION"`: the argument is the option text. Several unquoted words are joined with
-/// one space (OpenVPN takes only the first; joining is friendlier and equal for quoted input).
+/// `push "OPTION"`: exactly one argument, the option text (like OpenVPN, an unquoted
+/// multi-word push is an argument-count error).
 pub fn push_text(line: &Line) -> Result<String, ErrorKind> {
     let a = nargs(line, 1, 1)?;
     let t = arg(a, 0)?.trim().to_string();

@@ -149,7 +149,11 @@ pub struct Warning {
 }
 
 impl Warning {
-    pub fn new(location: Location, directive: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        location: Location,
+        directive: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Warning {
             location,
             directive: directive.into(),

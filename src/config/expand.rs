@@ -23,7 +23,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn loc(&self, name: &str) -> Location {
-        self.b.seen.get(name).cloned().unwrap_or_else(|| self.top.clone())
+        self.b
+            .seen
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| self.top.clone())
     }
     fn err(&mut self, name: &str, kind: ErrorKind) {
         let loc = self.loc(name);
@@ -80,7 +84,10 @@ pub fn finish(
                 continue;
             }
             if c.has(m) {
-                c.err(m, ErrorKind::Conflict("cannot be combined with `client`".into()));
+                c.err(
+                    m,
+                    ErrorKind::Conflict("cannot be combined with `client`".into()),
+                );
             }
         }
     }
@@ -90,21 +97,31 @@ pub fn finish(
     let pull = b.pull || b.client;
     let role = if mode_server {
         if !tls_server {
-            c.err("mode", ErrorKind::Missing("`mode server` requires `tls-server`".into()));
+            c.err(
+                "mode",
+                ErrorKind::Missing("`mode server` requires `tls-server`".into()),
+            );
         }
         if tls_client {
-            c.err("tls-client", ErrorKind::Conflict("cannot be used with `mode server`".into()));
+            c.err(
+                "tls-client",
+                ErrorKind::Conflict("cannot be used with `mode server`".into()),
+            );
         }
         Role::Server
     } else if tls_client {
         if tls_server {
-            c.err("tls-server", ErrorKind::Conflict("cannot be combined with tls-client".into()));
+            c.err(
+                "tls-server",
+                ErrorKind::Conflict("cannot be combined with tls-client".into()),
+            );
         }
         if !pull {
             c.err(
                 "tls-client",
                 ErrorKind::Unsupported(
-                    "TLS point-to-point mode without `pull` is not implemented; use `client`".into(),
+                    "TLS point-to-point mode without `pull` is not implemented; use `client`"
+                        .into(),
                 ),
             );
         }
@@ -129,12 +146,18 @@ pub fn finish(
     };
     for o in SERVER_ONLY {
         if role == Role::Client && c.has(o) {
-            c.err(o, ErrorKind::NotAllowed("only valid in a server configuration".into()));
+            c.err(
+                o,
+                ErrorKind::NotAllowed("only valid in a server configuration".into()),
+            );
         }
     }
     for o in CLIENT_ONLY {
         if role == Role::Server && c.has(o) {
-            c.err(o, ErrorKind::NotAllowed("only valid in a client configuration".into()));
+            c.err(
+                o,
+                ErrorKind::NotAllowed("only valid in a client configuration".into()),
+            );
         }
     }
 
@@ -152,7 +175,10 @@ pub fn finish(
             d.clone()
         }
         None => {
-            c.err("dev", ErrorKind::Missing("missing required option (add `dev tun`)".into()));
+            c.err(
+                "dev",
+                ErrorKind::Missing("missing required option (add `dev tun`)".into()),
+            );
             String::from("tun")
         }
     };
@@ -219,12 +245,17 @@ pub fn finish(
             c.err(
                 "server",
                 ErrorKind::Conflict(
-                    "cannot be combined with ifconfig-pool (add `nopool` to use your own pool)".into(),
+                    "cannot be combined with ifconfig-pool (add `nopool` to use your own pool)"
+                        .into(),
                 ),
             );
         }
         if b.ifconfig.is_some() {
-            warnings.push(Warning::new(at.clone(), "server", "overrides the explicit ifconfig"));
+            warnings.push(Warning::new(
+                at.clone(),
+                "server",
+                "overrides the explicit ifconfig",
+            ));
         }
         let host_bits = 32 - u32::from(prefix_len);
         let bcast = v4_add(network, (1u32 << host_bits) - 1);
@@ -237,7 +268,11 @@ pub fn finish(
                 if !nopool {
                     pool_v4 = Some(PoolV4Spec {
                         start: v4_add(network, 4),
-                        end: if prefix_len == 29 { bcast } else { v4_sub(bcast, 4) },
+                        end: if prefix_len == 29 {
+                            bcast
+                        } else {
+                            v4_sub(bcast, 4)
+                        },
                         netmask: None,
                     });
                 }
@@ -330,7 +365,10 @@ pub fn finish(
                 ErrorKind::Missing("requires an address pool (server, server-ipv6, ifconfig-pool or ifconfig-ipv6-pool)".into()),
             );
         }
-        if ifconfig.is_none() && ifconfig_ipv6.is_none() && !c.errors.iter().any(|e| e.directive == "mode") {
+        if ifconfig.is_none()
+            && ifconfig_ipv6.is_none()
+            && !c.errors.iter().any(|e| e.directive == "mode")
+        {
             c.err(
                 "mode",
                 ErrorKind::Missing(
@@ -357,25 +395,49 @@ pub fn finish(
         }
     }
     if b.ccd_exclusive && b.ccd_dir.is_none() {
-        c.err("ccd-exclusive", ErrorKind::Missing("requires client-config-dir".into()));
+        c.err(
+            "ccd-exclusive",
+            ErrorKind::Missing("requires client-config-dir".into()),
+        );
     }
-    if role == Role::Client && b.remotes.is_empty() && !c.errors.iter().any(|e| e.directive == "mode") {
-        c.err("remote", ErrorKind::Missing("a client needs at least one `remote`".into()));
+    if role == Role::Client
+        && b.remotes.is_empty()
+        && !c.errors.iter().any(|e| e.directive == "mode")
+    {
+        c.err(
+            "remote",
+            ErrorKind::Missing("a client needs at least one `remote`".into()),
+        );
     }
     if b.tls_auth.is_some() && b.tls_crypt.is_some() {
-        c.err("tls-crypt", ErrorKind::Conflict("cannot be combined with tls-auth".into()));
+        c.err(
+            "tls-crypt",
+            ErrorKind::Conflict("cannot be combined with tls-auth".into()),
+        );
     }
     // TLS material.
-    let need_cert = role == Role::Server || b.auth_user_pass.is_none() || b.tls.cert.is_some() || b.tls.key.is_some();
+    let need_cert = role == Role::Server
+        || b.auth_user_pass.is_none()
+        || b.tls.cert.is_some()
+        || b.tls.key.is_some();
     if b.tls.ca.is_none() {
-        c.err("ca", ErrorKind::Missing("missing required option (CA certificate)".into()));
+        c.err(
+            "ca",
+            ErrorKind::Missing("missing required option (CA certificate)".into()),
+        );
     }
     if need_cert {
         if b.tls.cert.is_none() {
-            c.err("cert", ErrorKind::Missing("missing required option (own certificate)".into()));
+            c.err(
+                "cert",
+                ErrorKind::Missing("missing required option (own certificate)".into()),
+            );
         }
         if b.tls.key.is_none() {
-            c.err("key", ErrorKind::Missing("missing required option (own private key)".into()));
+            c.err(
+                "key",
+                ErrorKind::Missing("missing required option (own private key)".into()),
+            );
         }
     }
 
@@ -515,4 +577,3 @@ pub fn tunnel_net_v4(c: &Config) -> Option<Ipv4Net> {
         _ => None,
     }
 }
-

@@ -237,7 +237,10 @@ mod tests {
 
     #[test]
     fn quoting_and_escapes() {
-        assert_eq!(t(r#"push "route 10.0.0.0 255.0.0.0""#), ["push", "route 10.0.0.0 255.0.0.0"]);
+        assert_eq!(
+            t(r#"push "route 10.0.0.0 255.0.0.0""#),
+            ["push", "route 10.0.0.0 255.0.0.0"]
+        );
         assert_eq!(t(r#"push "a \"q\" b""#), ["push", "a \"q\" b"]);
         assert_eq!(t(r#"x "a\\b""#), ["x", "a\\b"]);
         assert_eq!(t(r"x 'a\b c'"), ["x", "a\\b c"]);
@@ -269,7 +272,10 @@ mod tests {
         let (lines, errs) = lex_text("<key>\nabc\n", &Location::file("s.conf"));
         assert!(lines.is_empty());
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].to_string(), "s.conf:1: key: inline block <key> has no closing </key>");
+        assert_eq!(
+            errs[0].to_string(),
+            "s.conf:1: key: inline block <key> has no closing </key>"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub struct RenderOptions {
 /// Quote a token if the lexer would otherwise split or alter it.
 pub fn quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && !s.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
         && !s.starts_with(['#', ';'])
         && !s.starts_with('<');
     if plain {
@@ -292,7 +294,11 @@ pub fn render_with(c: &Config, opts: RenderOptions) -> String {
         l!("cipher {v}");
     }
     l!("auth {}", c.auth);
-    l!("replay-window {} {}", c.replay_window.size, c.replay_window.seconds);
+    l!(
+        "replay-window {} {}",
+        c.replay_window.size,
+        c.replay_window.seconds
+    );
     if let Some((f, s)) = &c.status {
         l!("status {} {s}", quote(&f.to_string_lossy()));
     }
@@ -321,7 +327,11 @@ pub fn render_with(c: &Config, opts: RenderOptions) -> String {
     }
     l!("script-security {}", c.script_security);
     if let Some(v) = &c.auth_user_pass_verify {
-        l!("auth-user-pass-verify {} {}", quote(&v.command), if v.via_file { "via-file" } else { "via-env" });
+        l!(
+            "auth-user-pass-verify {} {}",
+            quote(&v.command),
+            if v.via_file { "via-file" } else { "via-env" }
+        );
     }
     match &c.auth_user_pass {
         Some(AuthUserPassSource::Prompt) => l!("auth-user-pass"),
@@ -347,12 +357,25 @@ mod tests {
 
     #[test]
     fn quote_roundtrips_through_lexer() {
-        for s in ["plain", "with space", "a\"b", "back\\slash", "#hash", ";semi", "", "it's", "<tag>"] {
+        for s in [
+            "plain",
+            "with space",
+            "a\"b",
+            "back\\slash",
+            "#hash",
+            ";semi",
+            "",
+            "it's",
+            "<tag>",
+        ] {
             let line = format!("x {}", quote(s));
             let toks = tokenize(&line).unwrap_or_default();
             assert_eq!(toks, vec!["x".to_string(), s.to_string()], "{line}");
         }
-        assert_eq!(quote_always("route-ipv6 fd00::/48"), "\"route-ipv6 fd00::/48\"");
+        assert_eq!(
+            quote_always("route-ipv6 fd00::/48"),
+            "\"route-ipv6 fd00::/48\""
+        );
         assert_eq!(quote_always("tun-ipv6"), "\"tun-ipv6\"");
     }
 }

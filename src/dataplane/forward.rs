@@ -68,8 +68,16 @@ impl Drop {
         }
     }
 
-    pub const NAMES: [&'static str; 8] =
-        ["crypto", "unknown_peer", "no_key", "spoofed", "no_route", "bad_ip", "control_busy", "seal"];
+    pub const NAMES: [&'static str; 8] = [
+        "crypto",
+        "unknown_peer",
+        "no_key",
+        "spoofed",
+        "no_route",
+        "bad_ip",
+        "control_busy",
+        "seal",
+    ];
 }
 
 /// Drop counters, shared for reporting.
@@ -135,12 +143,18 @@ fn inner_addrs(p: &[u8]) -> Option<Inner> {
         4 if p.len() >= 20 => {
             let s: [u8; 4] = p.get(12..16)?.try_into().ok()?;
             let d: [u8; 4] = p.get(16..20)?.try_into().ok()?;
-            Some(Inner { src: Ipv4Addr::from(s).into(), dst: Ipv4Addr::from(d).into() })
+            Some(Inner {
+                src: Ipv4Addr::from(s).into(),
+                dst: Ipv4Addr::from(d).into(),
+            })
         }
         6 if p.len() >= 40 => {
             let s: [u8; 16] = p.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
-            Some(Inner { src: Ipv6Addr::from(s).into(), dst: Ipv6Addr::from(d).into() })
+            Some(Inner {
+                src: Ipv6Addr::from(s).into(),
+                dst: Ipv6Addr::from(d).into(),
+            })
         }
         _ => None,
     }
@@ -157,12 +171,17 @@ fn is_link_local_v6(a: IpAddr) -> bool {
 impl Forwarder {
     /// A datagram from the outside. `buf[HEADROOM..HEADROOM + len]` holds it.
     pub fn udp_in(&self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
-        let Some(pkt) = buf.get(HEADROOM..HEADROOM + len) else { return };
+        let Some(pkt) = buf.get(HEADROOM..HEADROOM + len) else {
+            return;
+        };
         let Some(&first) = pkt.first() else { return };
         let op = first >> 3;
         let is_v2 = op == Opcode::DataV2 as u8;
         if !is_v2 && op != Opcode::DataV1 as u8 {
-            let msg = ToControl::Datagram { from, bytes: pkt.to_vec() };
+            let msg = ToControl::Datagram {
+                from,
+                bytes: pkt.to_vec(),
+            };
             if self.control.try_send(msg).is_err() {
                 self.drops.count(Drop::ControlBusy);
             }
@@ -197,7 +216,9 @@ impl Forwarder {
         let now_ms = self.clock.ms(now);
         let header = if is_v2 { 4 } else { 1 };
         let plain_len = {
-            let Ok(mut replay) = slot.replay.lock() else { return };
+            let Ok(mut replay) = slot.replay.lock() else {
+                return;
+            };
             let wire = &mut buf[HEADROOM..HEADROOM + len];
             match slot.rx.open_in_place(wire, &mut replay, now_ms / 1000) {
                 Ok(p) => p.len(),
@@ -211,11 +232,16 @@ impl Forwarder {
         if self.mode != Mode::Client && peer.remote() != from {
             // Authenticated from a new address: the client floated (openvpn-wire.md §11.6).
             peer.set_remote(from);
-            let _ = self.control.try_send(ToControl::Float { peer: peer.id, to: from });
+            let _ = self.control.try_send(ToControl::Float {
+                peer: peer.id,
+                to: from,
+            });
         }
         // Plaintext sits after header + packet id + tag.
         let start = HEADROOM + header + 4 + 16;
-        let Some(plain) = buf.get(start..start + plain_len) else { return };
+        let Some(plain) = buf.get(start..start + plain_len) else {
+            return;
+        };
         match classify_plaintext(plain) {
             Plain::Ping => return,
             Plain::OccExit => {
@@ -348,7 +374,10 @@ pub fn seal_one(peer: &Peer, plain: &[u8]) -> Option<Vec<u8>> {
     let mut b = vec![0u8; HEADROOM + plain.len()];
     b[HEADROOM..].copy_from_slice(plain);
     let peer_id = peer.data_v2.then_some(peer.id.0);
-    let range = slot.tx.seal_in_place(slot.key_id, peer_id, &mut b, plain.len()).ok()?;
+    let range = slot
+        .tx
+        .seal_in_place(slot.key_id, peer_id, &mut b, plain.len())
+        .ok()?;
     Some(b[range].to_vec())
 }
 
@@ -363,5 +392,11 @@ pub fn key_slot(
     let (tx, rx) = data::data_keys(cipher, block, side)?;
     // The window size was validated with the configuration; fall back to the default anyway.
     let replay = data::ReplayWindow::new(replay_window.0, replay_window.1).unwrap_or_default();
-    Ok(super::peers::KeySlot { key_id, cipher, tx, rx, replay: std::sync::Mutex::new(replay) })
+    Ok(super::peers::KeySlot {
+        key_id,
+        cipher,
+        tx,
+        rx,
+        replay: std::sync::Mutex::new(replay),
+    })
 }

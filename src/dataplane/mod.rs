@@ -12,8 +12,8 @@
 //!   [`Waker::wake`]), and never while the kernel still owns one of its buffers.
 
 pub mod forward;
-pub mod peers;
 mod outputs;
+pub mod peers;
 mod poll;
 mod sys;
 mod uring;

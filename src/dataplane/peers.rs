@@ -31,6 +31,17 @@ pub struct KeySlot {
 pub struct KeyRing {
     pub tx: Option<Arc<KeySlot>>,
     pub rx: Vec<Arc<KeySlot>>,
+    /// The peer's traffic totals (bytes, packets) when `tx` became the sending key, so
+    /// `reneg-bytes` / `reneg-pkts` count per key generation.
+    pub tx_baseline: (u64, u64),
+}
+
+/// `reneg-bytes` / `reneg-pkts`: renegotiate once a key generation carried this much traffic
+/// (both directions, as OpenVPN counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenegLimits {
+    pub bytes: Option<u64>,
+    pub packets: Option<u64>,
 }
 
 impl KeyRing {
@@ -90,19 +101,54 @@ impl Peer {
     /// Control thread only: publish a new key ring.
     pub fn update_keys(&self, f: impl FnOnce(&mut KeyRing)) {
         let mut ring = KeyRing::clone(&self.keys.load());
+        let old_tx = ring.tx.as_ref().map(|k| k.key_id);
         f(&mut ring);
+        if ring.tx.as_ref().map(|k| k.key_id) != old_tx {
+            ring.tx_baseline = self.traffic();
+        }
         self.keys.store(Arc::new(ring));
+    }
+
+    /// Bytes and packets in both directions since the peer came up.
+    pub fn traffic(&self) -> (u64, u64) {
+        let s = &self.stats;
+        (
+            s.bytes_in.load(Ordering::Relaxed) + s.bytes_out.load(Ordering::Relaxed),
+            s.packets_in.load(Ordering::Relaxed) + s.packets_out.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the sending key should be renegotiated: its packet id nears the end of its
+    /// space, or it carried `limits` worth of traffic.
+    pub fn reneg_due(&self, limits: &RenegLimits) -> bool {
+        let ring = self.keys();
+        let Some(tx) = ring.tx.as_ref() else {
+            return false;
+        };
+        if tx.tx.wants_renegotiation() {
+            return true;
+        }
+        let (bytes, packets) = self.traffic();
+        let (b0, p0) = ring.tx_baseline;
+        limits.bytes.is_some_and(|l| bytes.saturating_sub(b0) >= l)
+            || limits
+                .packets
+                .is_some_and(|l| packets.saturating_sub(p0) >= l)
     }
 
     pub fn touch_rx(&self, now_ms: u64, bytes: usize) {
         self.stats.last_rx_ms.store(now_ms, Ordering::Relaxed);
-        self.stats.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_in
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn touch_tx(&self, now_ms: u64, bytes: usize) {
         self.stats.last_tx_ms.store(now_ms, Ordering::Relaxed);
-        self.stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         self.stats.packets_out.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -114,7 +160,9 @@ pub struct PeerTable {
 
 impl PeerTable {
     pub fn new(capacity: usize) -> Self {
-        PeerTable { slots: (0..capacity).map(|_| ArcSwapOption::empty()).collect() }
+        PeerTable {
+            slots: (0..capacity).map(|_| ArcSwapOption::empty()).collect(),
+        }
     }
 
     pub fn capacity(&self) -> usize {

@@ -730,6 +730,23 @@ mod tests {
         .contains("pw\""));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_arbitrary_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..300), client: bool) {
+            let _ = KeyMethod2::parse(&b, client);
+        }
+
+        #[test]
+        fn encode_parse_round_trip(user in "[ -~]{0,40}", pw in proptest::option::of("[ -~]{0,40}"), client: bool) {
+            let mut m = KeyMethod2::random(&mut rand::rngs::mock::StepRng::new(3, 7), client, "V4,x".into());
+            m.username = Some(user);
+            m.password = pw;
+            m.peer_info = Some("IV_VER=1\n".into());
+            let b = m.encode().unwrap();
+            proptest::prop_assert_eq!(KeyMethod2::parse(&b, client).unwrap(), m);
+        }
+    }
+
     #[test]
     fn options_string_matches_openvpn() {
         assert_eq!(

@@ -1125,6 +1125,34 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = ControlMessage::parse(&b);
+            let mut r = ControlMessageReader::new();
+            r.feed(&b);
+            while r.next_message().is_some() {}
+            let s = String::from_utf8_lossy(&b);
+            let _ = tokenize_option(&s);
+            let _ = PeerInfo::parse(&s);
+            let _ = classify_plaintext(&b);
+        }
+
+        /// Any list of valid options survives split + accumulate unchanged.
+        #[test]
+        fn push_split_round_trip(opts in proptest::collection::vec("[a-z0-9 ./:-]{1,200}", 0..60)) {
+            let opts: Vec<String> = opts.into_iter().filter(|o| !o.trim().is_empty() && !o.trim_start().starts_with("push-continuation")).collect();
+            let msgs = build_push_reply(&opts).unwrap();
+            let mut acc = PushReplyAccumulator::new();
+            let mut out = None;
+            for m in &msgs {
+                proptest::prop_assert!(m.len() < PUSH_BUNDLE_SIZE);
+                out = acc.feed_message(ControlMessage::parse(m.as_bytes()).unwrap()).unwrap();
+            }
+            proptest::prop_assert_eq!(out.unwrap(), opts);
+        }
+    }
+
     #[test]
     fn magic_packets() {
         assert_eq!(classify_plaintext(&PING_MAGIC), Plain::Ping);

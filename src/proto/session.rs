@@ -354,7 +354,10 @@ impl Session {
                     }
                     0
                 } else {
-                    tracing::debug!(key_id = pkt.key_id.get(), "control packet for unknown key id dropped");
+                    tracing::debug!(
+                        key_id = pkt.key_id.get(),
+                        "control packet for unknown key id dropped"
+                    );
                     return;
                 }
             }
@@ -369,8 +372,12 @@ impl Session {
         if self.closed || self.keys.len() > 1 && !self.keys[1].keys_announced {
             return;
         }
-        let Some(primary) = self.keys.first() else { return };
-        if !primary.keys_announced {
+        let Some(primary) = self.keys.first() else {
+            return;
+        };
+        // One renegotiation at a time: the previous one must have finished and its key be in
+        // use for sending.
+        if !primary.keys_announced || !primary.tx_switched {
             return;
         }
         let next = primary.key_id.next();
@@ -395,7 +402,8 @@ impl Session {
                 self.events.push_back(Event::KeyRetired { key_id });
             }
         }
-        self.keys.insert(0, KeyState::new(key_id, reliable, tls, now));
+        self.keys
+            .insert(0, KeyState::new(key_id, reliable, tls, now));
         self.lame_duck_until = Some(now + self.cfg.tran_window);
         tracing::debug!(key_id = key_id.get(), "renegotiation started");
         Ok(())
@@ -434,7 +442,9 @@ impl Session {
 
     /// Send a control message (e.g. `RESTART`, `EXIT`, `HALT`) on the primary key state.
     pub fn send_text(&mut self, text: &str) {
-        let Some(k) = self.keys.first_mut() else { return };
+        let Some(k) = self.keys.first_mut() else {
+            return;
+        };
         let mut msg = Vec::with_capacity(text.len() + 1);
         msg.extend_from_slice(text.as_bytes());
         msg.push(0);
@@ -486,7 +496,9 @@ impl Session {
                     if i == 0 {
                         self.lame_duck_until = None;
                     }
-                    self.events.push_back(Event::KeyRetired { key_id: k.key_id.get() });
+                    self.events.push_back(Event::KeyRetired {
+                        key_id: k.key_id.get(),
+                    });
                     continue;
                 }
             }
@@ -585,7 +597,9 @@ impl Session {
     }
 
     fn derive_if_ready(&mut self, now: Instant, i: usize) -> Result<(), CloseReason> {
-        let Some(params) = self.params else { return Ok(()) };
+        let Some(params) = self.params else {
+            return Ok(());
+        };
         if self.auth != AuthState::Accepted {
             return Ok(());
         }
@@ -603,8 +617,11 @@ impl Session {
             return Ok(());
         };
         let block = if params.ekm && !self.cfg.force_prf {
-            keys::ekm_key_block(|out| k.tls.export_keying_material(out, keys::EKM_LABEL.as_bytes()))
-                .map_err(|e| CloseReason::Tls(format!("key export: {e}")))?
+            keys::ekm_key_block(|out| {
+                k.tls
+                    .export_keying_material(out, keys::EKM_LABEL.as_bytes())
+            })
+            .map_err(|e| CloseReason::Tls(format!("key export: {e}")))?
         } else {
             let (c, s) = match self.cfg.role {
                 Role::Client => (local, remote),
@@ -656,7 +673,13 @@ impl Session {
                     self.send_push_reply();
                 }
             }
-            (Role::Client, ControlMessage::PushReply { options, continuation }) => {
+            (
+                Role::Client,
+                ControlMessage::PushReply {
+                    options,
+                    continuation,
+                },
+            ) => {
                 if self.push_done {
                     return;
                 }
@@ -708,7 +731,9 @@ impl Session {
                 let replay = match self.replay_tx.next() {
                     Ok(r) => r,
                     Err(_) => {
-                        self.close(CloseReason::Protocol("control replay counter exhausted".into()));
+                        self.close(CloseReason::Protocol(
+                            "control replay counter exhausted".into(),
+                        ));
                         return None;
                     }
                 };
@@ -755,29 +780,34 @@ impl Session {
             return;
         }
         if self.linger_until.is_some_and(|t| now >= t) {
-            let reason = self.close_after_linger.take().unwrap_or(CloseReason::Rejected);
+            let reason = self
+                .close_after_linger
+                .take()
+                .unwrap_or(CloseReason::Rejected);
             self.close(reason);
             return;
         }
         let hand_window = self.cfg.hand_window;
-        if let Some(pos) = self
-            .keys
-            .iter()
-            .position(|k| !k.keys_announced && now >= k.started + hand_window && self.auth != AuthState::Rejected)
-        {
+        if let Some(pos) = self.keys.iter().position(|k| {
+            !k.keys_announced && now >= k.started + hand_window && self.auth != AuthState::Rejected
+        }) {
             if self.keys.len() == 1 {
                 self.close(CloseReason::HandshakeTimeout);
                 return;
             }
             let k = self.keys.remove(pos);
             self.lame_duck_until = None;
-            self.events.push_back(Event::KeyRetired { key_id: k.key_id.get() });
+            self.events.push_back(Event::KeyRetired {
+                key_id: k.key_id.get(),
+            });
         }
         if self.lame_duck_until.is_some_and(|t| now >= t) {
             self.lame_duck_until = None;
             if self.keys.len() > 1 {
                 if let Some(k) = self.keys.pop() {
-                    self.events.push_back(Event::KeyRetired { key_id: k.key_id.get() });
+                    self.events.push_back(Event::KeyRetired {
+                        key_id: k.key_id.get(),
+                    });
                 }
             }
         }
@@ -785,9 +815,10 @@ impl Session {
             self.send_text("PUSH_REQUEST");
             self.next_push_request = Some(now + PUSH_REQUEST_INTERVAL);
         }
+        // Due even while a lame duck lingers (tran-window is usually longer than reneg-sec):
+        // the new key state replaces it, as in openvpn. Waiting for it instead would stall
+        // renegotiation and leave poll_timeout in the past, spinning the caller.
         if let (Some(k), Some(after)) = (self.keys.first(), self.cfg.reneg_after) {
-            // Measured from when the primary got its keys; a lame duck still within
-            // tran-window is simply replaced, as in OpenVPN.
             if k.keys_at.is_some_and(|t| now >= t + after) {
                 self.start_renegotiation(now);
             }
@@ -831,8 +862,12 @@ fn random_sid(rng: &mut StdRng) -> SessionId {
 }
 
 fn write_km2(k: &mut KeyState, km2: KeyMethod2) -> Result<(), CloseReason> {
-    let bytes = km2.encode().map_err(|e| CloseReason::Protocol(format!("key-method 2: {e}")))?;
-    k.tls.write_message(&bytes).map_err(|e| CloseReason::Tls(e.to_string()))?;
+    let bytes = km2
+        .encode()
+        .map_err(|e| CloseReason::Protocol(format!("key-method 2: {e}")))?;
+    k.tls
+        .write_message(&bytes)
+        .map_err(|e| CloseReason::Tls(e.to_string()))?;
     k.local_km2 = Some(km2);
     Ok(())
 }

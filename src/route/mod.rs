@@ -8,7 +8,9 @@
 //! * Lookup is OpenVPN 2.6's algorithm (`multi_get_instance_by_virtual_addr`): an exact host
 //!   lookup first, then, for each prefix length currently used by an iroute of that family,
 //!   longest first, mask the address and look it up; the first hit wins. This is exactly
-//!   longest-prefix match, with a host route (full length) beating every iroute.
+//!   longest-prefix match, with a host route (full length) beating every iroute. Before the
+//!   per-length probes a one-bit-per-block miss filter ([`filter`]) rules out addresses no
+//!   iroute can cover, so an Internet destination costs one host probe.
 //! * Every prefix is normalised (host bits cleared) on insert and remove. For IPv6 that is
 //!   what 2.6 does. **Deviation:** 2.6 stores IPv4 iroutes as written, so an
 //!   `iroute 192.168.5.1 255.255.255.0` never matches anything there; fwd normalises it to
@@ -26,6 +28,7 @@
 //! mutex readers never touch. Updates are cheap because the snapshot's maps are persistent
 //! ([`pmap`]): a new snapshot shares everything with the old one except the copied paths.
 
+mod filter;
 mod pmap;
 
 #[cfg(test)]
@@ -37,6 +40,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::{ArcSwap, Guard};
 use ipnet::IpNet;
 
+use filter::{block_v4, block_v6, BlockFilter};
 use pmap::{PMap, K6};
 
 /// Identifier of a connected peer (client instance) that owns routes.
@@ -64,7 +68,7 @@ struct Level<K> {
 
 /// An immutable, consistent view of the route table. Cheap to clone via `Arc`; lookups never
 /// allocate or lock.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Snapshot {
     host4: PMap<u32, PeerId>,
     host6: PMap<K6, PeerId>,
@@ -72,8 +76,16 @@ pub struct Snapshot {
     pfx4: Arc<[Level<u32>]>,
     /// IPv6 iroute lengths in use (0..=127), longest first; never holds an empty level.
     pfx6: Arc<[Level<K6>]>,
-    /// Routes of each peer (normalised), in insertion order. Key: `PeerId.0`.
-    peers: PMap<u32, Arc<[IpNet]>>,
+    /// Which IPv4 /16 blocks any iroute can cover (see [`filter`]).
+    filter4: BlockFilter,
+    /// Which IPv6 /32 blocks (hashed) any iroute can cover.
+    filter6: BlockFilter,
+    /// Number of routes of each peer. Key: `PeerId.0`.
+    peer_len: PMap<u32, u32>,
+    /// The routes (normalised) of each peer, numbered densely `0..peer_len`.
+    /// Key: `PeerId.0 << 32 | index`. Values are `Copy`, so copying a leaf on update is a
+    /// plain memcpy (an `Arc<[IpNet]>` per peer would cost an atomic increment per entry).
+    peer_routes: PMap<u64, IpNet>,
 }
 
 #[inline(always)]
@@ -89,7 +101,16 @@ fn mask_v6(len: u8) -> u128 {
 impl Snapshot {
     /// An empty snapshot.
     pub fn new() -> Self {
-        Self::default()
+        Snapshot {
+            host4: PMap::new(),
+            host6: PMap::new(),
+            pfx4: Arc::new([]),
+            pfx6: Arc::new([]),
+            filter4: BlockFilter::new(16),
+            filter6: BlockFilter::new(32),
+            peer_len: PMap::new(),
+            peer_routes: PMap::new(),
+        }
     }
 
     /// Longest-prefix match of an IPv4 address given as a host-order `u32`.
@@ -97,6 +118,9 @@ impl Snapshot {
     pub fn lookup_v4_u32(&self, a: u32) -> Option<PeerId> {
         if let Some(p) = self.host4.get(a) {
             return Some(*p);
+        }
+        if !self.filter4.may_match(block_v4(a)) {
+            return None;
         }
         self.pfx4
             .iter()
@@ -108,6 +132,9 @@ impl Snapshot {
     pub fn lookup_v6_u128(&self, a: u128) -> Option<PeerId> {
         if let Some(p) = self.host6.get(K6::new(a)) {
             return Some(*p);
+        }
+        if !self.filter6.may_match(block_v6(a)) {
+            return None;
         }
         self.pfx6
             .iter()
@@ -135,9 +162,10 @@ impl Snapshot {
         }
     }
 
-    /// The routes (normalised) owned by `peer`, in insertion order; empty if none.
-    pub fn routes_of(&self, peer: PeerId) -> &[IpNet] {
-        self.peers.get(peer.0).map(|r| &r[..]).unwrap_or(&[])
+    /// The routes (normalised) owned by `peer`, in no particular order; empty if none.
+    pub fn routes_of(&self, peer: PeerId) -> impl Iterator<Item = IpNet> + '_ {
+        let n = self.peer_len.get(peer.0).copied().unwrap_or(0);
+        (0..n).filter_map(move |i| self.peer_routes.get(route_key(peer, i)).copied())
     }
 
     /// The peer owning exactly `net` (normalised), if any. Not a longest-prefix lookup.
@@ -175,7 +203,7 @@ impl Snapshot {
 
     /// Number of peers owning at least one route.
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.peer_len.len()
     }
 
     /// Apply one change to this (private, not yet published) snapshot.
@@ -199,9 +227,10 @@ impl Snapshot {
                 }
             }
             RouteChange::RemovePeer(peer) => {
-                if let Some(routes) = self.peers.remove(peer.0) {
-                    for net in routes.iter() {
-                        self.put(*net, None);
+                let n = self.peer_len.remove(peer.0).unwrap_or(0);
+                for i in 0..n {
+                    if let Some(net) = self.peer_routes.remove(route_key(peer, i)) {
+                        self.put(net, None);
                     }
                 }
             }
@@ -225,43 +254,68 @@ impl Snapshot {
                     None => self.host6.remove(k),
                 }
             }
-            IpNet::V4(n) => put_level(
-                &mut self.pfx4,
-                n.prefix_len(),
-                u128::from(mask_v4(n.prefix_len())),
-                u32::from(n.addr()),
-                peer,
-            ),
-            IpNet::V6(n) => put_level(
-                &mut self.pfx6,
-                n.prefix_len(),
-                mask_v6(n.prefix_len()),
-                K6::new(u128::from(n.addr())),
-                peer,
-            ),
+            IpNet::V4(n) => {
+                let (len, a) = (n.prefix_len(), u32::from(n.addr()));
+                let mask = u128::from(mask_v4(len));
+                let old = put_level(&mut self.pfx4, len, mask, a, peer);
+                match (old, peer) {
+                    (None, Some(_)) => self.filter4.add(len, block_v4(a)),
+                    (Some(_), None) => self.filter4.remove(len, block_v4(a)),
+                    _ => {}
+                }
+                old
+            }
+            IpNet::V6(n) => {
+                let (len, a) = (n.prefix_len(), u128::from(n.addr()));
+                let old = put_level(&mut self.pfx6, len, mask_v6(len), K6::new(a), peer);
+                match (old, peer) {
+                    (None, Some(_)) => self.filter6.add(len, block_v6(a)),
+                    (Some(_), None) => self.filter6.remove(len, block_v6(a)),
+                    _ => {}
+                }
+                old
+            }
         }
     }
 
     fn index(&mut self, peer: PeerId, net: IpNet) {
-        let mut routes: Vec<IpNet> = self.routes_of(peer).to_vec();
-        if !routes.contains(&net) {
-            routes.push(net);
-            self.peers.insert(peer.0, routes.into());
+        let n = self.peer_len.get(peer.0).copied().unwrap_or(0);
+        if self.routes_of(peer).any(|r| r == net) {
+            return;
         }
+        self.peer_routes.insert(route_key(peer, n), net);
+        self.peer_len.insert(peer.0, n + 1);
     }
 
     fn unindex(&mut self, peer: PeerId, net: IpNet) {
-        let routes: Vec<IpNet> = self
-            .routes_of(peer)
-            .iter()
-            .copied()
-            .filter(|r| *r != net)
-            .collect();
-        if routes.is_empty() {
-            self.peers.remove(peer.0);
-        } else {
-            self.peers.insert(peer.0, routes.into());
+        let n = self.peer_len.get(peer.0).copied().unwrap_or(0);
+        let Some(i) = (0..n).find(|i| self.peer_routes.get(route_key(peer, *i)) == Some(&net))
+        else {
+            return;
+        };
+        // Keep the numbering dense: move the last route into the freed index.
+        let last = n - 1;
+        if let Some(moved) = self.peer_routes.remove(route_key(peer, last)) {
+            if i != last {
+                self.peer_routes.insert(route_key(peer, i), moved);
+            }
         }
+        if last == 0 {
+            self.peer_len.remove(peer.0);
+        } else {
+            self.peer_len.insert(peer.0, last);
+        }
+    }
+}
+
+#[inline]
+fn route_key(peer: PeerId, i: u32) -> u64 {
+    u64::from(peer.0) << 32 | u64::from(i)
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -401,6 +455,11 @@ mod tests {
         s.parse()
             .unwrap_or_else(|e| panic!("bad test prefix {s}: {e}"))
     }
+    fn routes(s: &Snapshot, p: u32) -> Vec<IpNet> {
+        let mut v: Vec<IpNet> = s.routes_of(PeerId(p)).collect();
+        v.sort();
+        v
+    }
     fn v4(s: &str) -> Ipv4Addr {
         s.parse()
             .unwrap_or_else(|e| panic!("bad test addr {s}: {e}"))
@@ -429,8 +488,8 @@ mod tests {
         assert_eq!(s.lookup_v4(v4("192.168.5.200")), Some(PeerId(1)));
         assert_eq!(s.lookup_v4(v4("192.168.6.1")), None);
         assert_eq!(s.lookup_v6(v6("fd00:1:2:3:ffff::9")), Some(PeerId(2)));
-        assert_eq!(s.routes_of(PeerId(1)), &[net("192.168.5.0/24")]);
-        assert_eq!(s.routes_of(PeerId(2)), &[net("fd00:1:2:3::/64")]);
+        assert_eq!(routes(&s, 1), [net("192.168.5.0/24")]);
+        assert_eq!(routes(&s, 2), [net("fd00:1:2:3::/64")]);
         assert_eq!(s.owner_of(net("192.168.5.0/24")), Some(PeerId(1)));
         assert_eq!(s.owner_of(net("192.168.5.77/24")), Some(PeerId(1)));
         // Removal is normalised too.
@@ -499,10 +558,10 @@ mod tests {
             RouteChange::Add(net("10.8.0.3/32"), PeerId(2)),
             RouteChange::Add(net("192.168.0.0/16"), PeerId(2)),
         ]);
-        assert_eq!(t.snapshot().routes_of(PeerId(1)).len(), 4);
+        assert_eq!(routes(&t.snapshot(), 1).len(), 4);
         t.remove_peer(PeerId(1));
         let s = t.snapshot();
-        assert_eq!(s.routes_of(PeerId(1)), &[] as &[IpNet]);
+        assert!(routes(&s, 1).is_empty());
         assert_eq!(s.lookup_v4(v4("10.8.0.2")), None);
         assert_eq!(s.lookup_v6(v6("fd00::1000")), None);
         assert_eq!(s.lookup_v6(v6("fd00:1::5")), None);
@@ -523,8 +582,8 @@ mod tests {
         t.insert(net("10.8.0.2/32"), PeerId(2));
         let s = t.snapshot();
         assert_eq!(s.lookup_v4(v4("10.8.0.2")), Some(PeerId(2)));
-        assert!(s.routes_of(PeerId(1)).is_empty());
-        assert_eq!(s.routes_of(PeerId(2)), &[net("10.8.0.2/32")]);
+        assert!(routes(&s, 1).is_empty());
+        assert_eq!(routes(&s, 2), [net("10.8.0.2/32")]);
         assert_eq!(s.len(), 1);
         // Removing the old owner must not take the moved route with it.
         t.remove_peer(PeerId(1));

@@ -29,9 +29,9 @@ use std::sync::Arc;
 const FAN_BITS: u32 = 6;
 const FAN: usize = 1 << FAN_BITS;
 /// A single-leaf map is converted to the two-level form above this many entries …
-const SMALL_MAX: usize = 1024;
+const SMALL_MAX: usize = 64;
 /// … and back below this many (hysteresis, so an add/remove at the boundary does not rebuild).
-const SMALL_MIN: usize = 256;
+const SMALL_MIN: usize = 16;
 
 const SEED0: u64 = 0x243f_6a88_85a3_08d3;
 const SEED1: u64 = 0x1319_8a2e_0370_7344;
@@ -51,6 +51,13 @@ impl Key for u32 {
     #[inline(always)]
     fn hash(self) -> u64 {
         fold_mul(u64::from(self) ^ SEED0, SEED1)
+    }
+}
+
+impl Key for u64 {
+    #[inline(always)]
+    fn hash(self) -> u64 {
+        fold_mul(self ^ SEED0, SEED1)
     }
 }
 

@@ -60,19 +60,29 @@ fn addr6() -> impl Strategy<Value = Ipv6Addr> {
     })
 }
 
+const LEN4: [u8; 12] = [0, 8, 14, 16, 20, 24, 25, 30, 31, 32, 32, 32];
+const LEN6: [u8; 12] = [0, 16, 48, 56, 63, 64, 100, 120, 127, 128, 128, 128];
+
 fn net4() -> impl Strategy<Value = IpNet> {
-    (
-        addr4(),
-        prop::sample::select(vec![0u8, 8, 14, 16, 20, 24, 25, 30, 31, 32, 32, 32]),
-    )
-        .prop_map(|(a, l)| IpNet::new(IpAddr::V4(a), l).unwrap_or_else(|e| panic!("{e}")))
+    net4_of(&LEN4)
 }
 
 fn net6() -> impl Strategy<Value = IpNet> {
-    (
-        addr6(),
-        prop::sample::select(vec![0u8, 16, 48, 56, 63, 64, 100, 120, 127, 128, 128, 128]),
-    )
+    net6_of(&LEN6)
+}
+
+/// Prefixes no shorter than the miss filter's blocks (/16, /32), so the filter is active.
+fn long_net() -> impl Strategy<Value = IpNet> {
+    prop_oneof![net4_of(&LEN4[3..]), net6_of(&LEN6[2..])]
+}
+
+fn net4_of(lens: &[u8]) -> impl Strategy<Value = IpNet> {
+    (addr4(), prop::sample::select(lens.to_vec()))
+        .prop_map(|(a, l)| IpNet::new(IpAddr::V4(a), l).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn net6_of(lens: &[u8]) -> impl Strategy<Value = IpNet> {
+    (addr6(), prop::sample::select(lens.to_vec()))
         .prop_map(|(a, l)| IpNet::new(IpAddr::V6(a), l).unwrap_or_else(|e| panic!("{e}")))
 }
 
@@ -117,7 +127,7 @@ fn check(s: &Snapshot, m: &Model, probes: &[IpAddr]) -> Result<(), TestCaseError
     }
     prop_assert_eq!(s.len(), m.routes.len());
     for p in 0..6 {
-        let mut got = s.routes_of(PeerId(p)).to_vec();
+        let mut got = s.routes_of(PeerId(p)).collect::<Vec<_>>();
         got.sort();
         prop_assert_eq!(got, m.routes_of(PeerId(p)), "routes_of {}", p);
     }
@@ -141,6 +151,31 @@ proptest! {
             m.apply(c);
         }
         t.apply(changes);
+        check(&t.snapshot(), &m, &probes)?;
+    }
+
+    /// Same with only prefixes at least as long as the miss filter's blocks, so that misses
+    /// are decided by the filter.
+    #[test]
+    fn random_long_prefix_sets_match_reference(
+        nets in prop::collection::vec((long_net(), 0u32..6), 0..80),
+        probes in prop::collection::vec(any_addr(), 1..60),
+    ) {
+        let t = RouteTable::new();
+        let mut m = Model::default();
+        for (n, p) in nets {
+            let c = RouteChange::Add(n, PeerId(p));
+            m.apply(&c);
+            t.apply([c]);
+        }
+        check(&t.snapshot(), &m, &probes)?;
+        // Remove every other route again, one by one: bits must clear exactly.
+        let routes: Vec<IpNet> = m.routes.iter().map(|r| r.0).step_by(2).collect();
+        for n in routes {
+            let c = RouteChange::Remove(n);
+            m.apply(&c);
+            t.apply([c]);
+        }
         check(&t.snapshot(), &m, &probes)?;
     }
 

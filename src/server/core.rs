@@ -31,7 +31,6 @@ use crate::proto::wrap::ReplayId;
 use crate::route::PeerId;
 use crate::server::push::{self, ClientPush, PushedV4, PushedV6};
 
-
 /// What a ccd file (or an auth backend) says about one client.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientOverrides {
@@ -101,19 +100,46 @@ pub struct PeerUp {
     /// Send P_DATA_V2 to this client (it announced IV_PROTO_DATA_V2).
     pub data_v2: bool,
     pub cipher: Cipher,
+    /// Management client id (`client-kill CID`, status `Client ID`): a counter from 0, one per
+    /// admitted connection, never reused while the server runs (like OpenVPN's CID).
+    pub client_id: u64,
+    /// Unix seconds when the client was admitted (status `Connected Since`).
+    pub connected_unix: u64,
 }
+
+/// A client's tunnel addresses and the pool slot they came from (none for static ones).
+type Assignment = (Option<PushedV4>, Option<PushedV6>, Option<SlotId>);
 
 /// Output for the data plane and the operator.
 #[derive(Debug)]
 pub enum ServerEvent {
     /// Keys for the first key id are announced right after this.
     PeerUp(PeerUp),
-    Keys { peer_id: PeerId, key_id: u8, cipher: Cipher, key_block: Box<KeyBlock>, tx_now: bool },
-    TxSwitch { peer_id: PeerId, key_id: u8 },
-    KeyRetired { peer_id: PeerId, key_id: u8 },
-    PeerDown { peer_id: PeerId, common_name: String, reason: CloseReason },
+    Keys {
+        peer_id: PeerId,
+        key_id: u8,
+        cipher: Cipher,
+        key_block: Box<KeyBlock>,
+        tx_now: bool,
+    },
+    TxSwitch {
+        peer_id: PeerId,
+        key_id: u8,
+    },
+    KeyRetired {
+        peer_id: PeerId,
+        key_id: u8,
+    },
+    PeerDown {
+        peer_id: PeerId,
+        common_name: String,
+        reason: CloseReason,
+    },
     /// A connection that never became a peer ended (failed handshake, refused client).
-    HandshakeFailed { remote: SocketAddr, reason: CloseReason },
+    HandshakeFailed {
+        remote: SocketAddr,
+        reason: CloseReason,
+    },
 }
 
 struct Conn {
@@ -134,7 +160,8 @@ struct ConnPeer {
 /// opcode in every wrapping mode).
 fn same_session(conn: &Conn, wire: &[u8]) -> bool {
     let remote = conn.session.remote_session_id();
-    wire.get(1..9).is_some_and(|sid| remote.is_some_and(|r| r.0[..] == *sid))
+    wire.get(1..9)
+        .is_some_and(|sid| remote.is_some_and(|r| r.0[..] == *sid))
 }
 
 /// Counters of refused input, for status and tests.
@@ -156,6 +183,7 @@ pub struct ServerCore {
     conns: HashMap<u64, Conn>,
     by_addr: HashMap<SocketAddr, u64>,
     next_conn: u64,
+    next_client_id: u64,
     peer_ids: Vec<bool>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
@@ -187,6 +215,7 @@ impl ServerCore {
             conns: HashMap::new(),
             by_addr: HashMap::new(),
             next_conn: 1,
+            next_client_id: 0,
             peer_ids: vec![false; max],
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -258,7 +287,7 @@ impl ServerCore {
     }
 
     fn cookie_slot(&self, now: Instant) -> u64 {
-        let width = (self.settings.hand_window.as_secs() + 1) / 2;
+        let width = self.settings.hand_window.as_secs().div_ceil(2);
         self.unix(now) / width.max(1)
     }
 
@@ -297,8 +326,17 @@ impl ServerCore {
                 let mut p = Vec::with_capacity(32);
                 reply.encode(&mut p);
                 let mut out = Vec::with_capacity(p.len() + 64);
-                let replay = ReplayId { id: 1, time: self.unix(now) as u32 };
-                if self.settings.session.wrap.wrap(replay, &p, &mut out).is_err() {
+                let replay = ReplayId {
+                    id: 1,
+                    time: self.unix(now) as u32,
+                };
+                if self
+                    .settings
+                    .session
+                    .wrap
+                    .wrap(replay, &p, &mut out)
+                    .is_err()
+                {
                     return;
                 }
                 self.stats.cookie_replies += 1;
@@ -313,8 +351,8 @@ impl ServerCore {
                     slot.checked_sub(back)
                         .is_some_and(|s| self.cookie(s, from, pkt.session_id) == echo)
                 });
-                let ids_ok = pkt.acks.iter().all(|&a| a <= 1)
-                    && pkt.message_id.is_none_or(|m| m <= 1);
+                let ids_ok =
+                    pkt.acks.iter().all(|&a| a <= 1) && pkt.message_id.is_none_or(|m| m <= 1);
                 if !valid || !ids_ok {
                     self.stats.dropped_bad_cookie += 1;
                     return;
@@ -355,7 +393,10 @@ impl ServerCore {
         ) {
             Ok(s) => s,
             Err(reason) => {
-                self.events.push_back(ServerEvent::HandshakeFailed { remote: from, reason });
+                self.events.push_back(ServerEvent::HandshakeFailed {
+                    remote: from,
+                    reason,
+                });
                 return;
             }
         };
@@ -366,9 +407,20 @@ impl ServerCore {
         // authenticated (see `authenticate`); until then it keeps its address entry.
         let old = self.by_addr.insert(from, id);
         if let Some(old) = old {
-            self.close_conn(old, CloseReason::Local("replaced by a new connection".into()));
+            self.close_conn(
+                old,
+                CloseReason::Local("replaced by a new connection".into()),
+            );
         }
-        self.conns.insert(id, Conn { session, remote: from, peer: None, common_name: None });
+        self.conns.insert(
+            id,
+            Conn {
+                session,
+                remote: from,
+                peer: None,
+                common_name: None,
+            },
+        );
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.session.handle_datagram(now, wire);
         }
@@ -378,38 +430,73 @@ impl ServerCore {
     /// Move a session's output into the core's queues and act on its events.
     fn drain_conn(&mut self, now: Instant, id: u64) {
         loop {
-            let Some(conn) = self.conns.get_mut(&id) else { return };
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
             while let Some(bytes) = conn.session.poll_transmit(now) {
                 self.transmits.push_back((conn.remote, bytes));
             }
-            let Some(ev) = conn.session.poll_event() else { return };
+            let Some(ev) = conn.session.poll_event() else {
+                return;
+            };
             self.handle_session_event(now, id, ev);
         }
     }
 
     fn handle_session_event(&mut self, now: Instant, id: u64, ev: Event) {
         match ev {
-            Event::ClientAuthRequest { common_name, peer_info, .. } => {
+            Event::ClientAuthRequest {
+                common_name,
+                peer_info,
+                ..
+            } => {
                 self.authenticate(now, id, common_name, peer_info);
             }
-            Event::KeysReady { key_id, cipher, key_block, tx_now } => {
-                let Some(conn) = self.conns.get_mut(&id) else { return };
-                let Some(peer) = conn.peer.as_mut() else { return };
+            Event::KeysReady {
+                key_id,
+                cipher,
+                key_block,
+                tx_now,
+            } => {
+                let Some(conn) = self.conns.get_mut(&id) else {
+                    return;
+                };
+                let Some(peer) = conn.peer.as_mut() else {
+                    return;
+                };
                 if !peer.announced {
                     peer.announced = true;
                     self.events.push_back(ServerEvent::PeerUp(peer.up.clone()));
                 }
                 let peer_id = peer.id;
-                self.events.push_back(ServerEvent::Keys { peer_id, key_id, cipher, key_block, tx_now });
+                self.events.push_back(ServerEvent::Keys {
+                    peer_id,
+                    key_id,
+                    cipher,
+                    key_block,
+                    tx_now,
+                });
             }
             Event::TxSwitch { key_id } => {
-                if let Some(peer_id) = self.conns.get(&id).and_then(|c| c.peer.as_ref()).map(|p| p.id) {
-                    self.events.push_back(ServerEvent::TxSwitch { peer_id, key_id });
+                if let Some(peer_id) = self
+                    .conns
+                    .get(&id)
+                    .and_then(|c| c.peer.as_ref())
+                    .map(|p| p.id)
+                {
+                    self.events
+                        .push_back(ServerEvent::TxSwitch { peer_id, key_id });
                 }
             }
             Event::KeyRetired { key_id } => {
-                if let Some(peer_id) = self.conns.get(&id).and_then(|c| c.peer.as_ref()).map(|p| p.id) {
-                    self.events.push_back(ServerEvent::KeyRetired { peer_id, key_id });
+                if let Some(peer_id) = self
+                    .conns
+                    .get(&id)
+                    .and_then(|c| c.peer.as_ref())
+                    .map(|p| p.id)
+                {
+                    self.events
+                        .push_back(ServerEvent::KeyRetired { peer_id, key_id });
                 }
             }
             Event::Closed(reason) => self.close_conn(id, reason),
@@ -427,8 +514,11 @@ impl ServerCore {
     ) {
         let info = PeerInfo::parse(peer_info.as_deref().unwrap_or(""));
         let cn = common_name.unwrap_or_else(|| "UNDEF".to_string());
-        let verdict = self.admit(id, &cn, &info);
-        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let connected_unix = self.unix(now);
+        let verdict = self.admit(id, &cn, &info, connected_unix);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
         conn.common_name = Some(cn.clone());
         match verdict {
             Err(reason) => {
@@ -451,6 +541,7 @@ impl ServerCore {
         id: u64,
         cn: &str,
         info: &PeerInfo,
+        connected_unix: u64,
     ) -> Result<(ConnPeer, DataParams, Vec<String>), String> {
         let overrides = self.directory.lookup(cn)?.unwrap_or_default();
         if overrides.disable {
@@ -467,11 +558,18 @@ impl ServerCore {
             let dups: Vec<u64> = self
                 .conns
                 .iter()
-                .filter(|(&cid, c)| cid != id && c.peer.is_some() && c.common_name.as_deref() == Some(cn))
+                .filter(|(&cid, c)| {
+                    cid != id && c.peer.is_some() && c.common_name.as_deref() == Some(cn)
+                })
                 .map(|(&cid, _)| cid)
                 .collect();
             for d in dups {
-                self.close_conn(d, CloseReason::Local("replaced by a new connection with the same common name".into()));
+                self.close_conn(
+                    d,
+                    CloseReason::Local(
+                        "replaced by a new connection with the same common name".into(),
+                    ),
+                );
             }
         }
         let Some(slot) = self.peer_ids.iter().position(|used| !used) else {
@@ -504,7 +602,11 @@ impl ServerCore {
             ekm,
             tun_mtu: info.iv_mtu.map(|_| self.settings.tun_mtu),
         }));
-        let remote = self.conns.get(&id).map(|c| c.remote).ok_or("connection vanished")?;
+        let remote = self
+            .conns
+            .get(&id)
+            .map(|c| c.remote)
+            .ok_or("connection vanished")?;
         let up = PeerUp {
             peer_id,
             common_name: cn.to_string(),
@@ -515,30 +617,42 @@ impl ServerCore {
             iroutes_v6: overrides.iroutes_v6.clone(),
             data_v2,
             cipher,
+            client_id: self.next_client_id,
+            connected_unix,
         };
+        self.next_client_id += 1;
         Ok((
-            ConnPeer { id: peer_id, pool_slot, announced: false, up },
+            ConnPeer {
+                id: peer_id,
+                pool_slot,
+                announced: false,
+                up,
+            },
             DataParams { cipher, ekm },
             push,
         ))
     }
 
-    fn assign_addresses(
-        &mut self,
-        cn: &str,
-        o: &ClientOverrides,
-    ) -> Result<(Option<PushedV4>, Option<PushedV6>, Option<SlotId>), String> {
+    fn assign_addresses(&mut self, cn: &str, o: &ClientOverrides) -> Result<Assignment, String> {
         let server_v6 = self.settings.server_v6;
         let static_v6 = o.ifconfig_ipv6_push.map(|(addr, bits, remote)| PushedV6 {
             addr,
             prefix_len: bits,
-            remote: remote.or(server_v6.map(|s| s.0)).unwrap_or(Ipv6Addr::UNSPECIFIED),
+            remote: remote
+                .or(server_v6.map(|s| s.0))
+                .unwrap_or(Ipv6Addr::UNSPECIFIED),
         });
         if let Some((local, remote_or_mask)) = o.ifconfig_push {
             // A static IPv4 address disables pool IPv6 for that client (OpenVPN 2.6).
             let v4 = match self.settings.v4_layout {
-                V4Layout::Subnet { .. } => PushedV4::Subnet { addr: local, netmask: remote_or_mask },
-                V4Layout::Net30 => PushedV4::PointToPoint { addr: local, peer: remote_or_mask },
+                V4Layout::Subnet { .. } => PushedV4::Subnet {
+                    addr: local,
+                    netmask: remote_or_mask,
+                },
+                V4Layout::Net30 => PushedV4::PointToPoint {
+                    addr: local,
+                    peer: remote_or_mask,
+                },
             };
             return Ok((Some(v4), static_v6, None));
         }
@@ -549,20 +663,28 @@ impl ServerCore {
             return Ok((None, static_v6, None));
         }
         let lease = self.pool.acquire(cn).map_err(|e| e.to_string())?;
-        let v4 = lease.v4.map(|addr| match (self.settings.v4_layout, lease.v4_remote) {
-            (V4Layout::Subnet { netmask }, _) => PushedV4::Subnet { addr, netmask },
-            (V4Layout::Net30, Some(peer)) => PushedV4::PointToPoint { addr, peer },
-            (V4Layout::Net30, None) => PushedV4::PointToPoint { addr, peer: addr },
-        });
+        let v4 = lease
+            .v4
+            .map(|addr| match (self.settings.v4_layout, lease.v4_remote) {
+                (V4Layout::Subnet { netmask }, _) => PushedV4::Subnet { addr, netmask },
+                (V4Layout::Net30, Some(peer)) => PushedV4::PointToPoint { addr, peer },
+                (V4Layout::Net30, None) => PushedV4::PointToPoint { addr, peer: addr },
+            });
         let v6 = static_v6.or_else(|| {
             let (server, bits) = server_v6?;
-            lease.v6.map(|addr| PushedV6 { addr, prefix_len: bits, remote: server })
+            lease.v6.map(|addr| PushedV6 {
+                addr,
+                prefix_len: bits,
+                remote: server,
+            })
         });
         Ok((v4, v6, Some(lease.slot)))
     }
 
     fn close_conn(&mut self, id: u64, reason: CloseReason) {
-        let Some(conn) = self.conns.remove(&id) else { return };
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
         if self.by_addr.get(&conn.remote) == Some(&id) {
             self.by_addr.remove(&conn.remote);
         }
@@ -576,7 +698,12 @@ impl ServerCore {
                 if let Some(used) = self.peer_ids.get_mut(peer.id.0 as usize) {
                     *used = false;
                 }
-                tracing::info!(cn = peer.up.common_name, peer_id = peer.id.0, ?reason, "client disconnected");
+                tracing::info!(
+                    cn = peer.up.common_name,
+                    peer_id = peer.id.0,
+                    ?reason,
+                    "client disconnected"
+                );
                 if peer.announced {
                     self.events.push_back(ServerEvent::PeerDown {
                         peer_id: peer.id,
@@ -585,14 +712,25 @@ impl ServerCore {
                     });
                 }
             }
-            None => self.events.push_back(ServerEvent::HandshakeFailed { remote: conn.remote, reason }),
+            None => self.events.push_back(ServerEvent::HandshakeFailed {
+                remote: conn.remote,
+                reason,
+            }),
         }
     }
 
     /// Disconnect a peer (ping-restart expiry, OCC_EXIT, management kill). With `message`, the
     /// client is told first (`RESTART`, `HALT`) and the session lingers for its ACK.
-    pub fn kill_peer(&mut self, now: Instant, peer_id: PeerId, message: Option<&str>, reason: CloseReason) {
-        let Some(id) = self.conn_of_peer(peer_id) else { return };
+    pub fn kill_peer(
+        &mut self,
+        now: Instant,
+        peer_id: PeerId,
+        message: Option<&str>,
+        reason: CloseReason,
+    ) {
+        let Some(id) = self.conn_of_peer(peer_id) else {
+            return;
+        };
         match message {
             Some(text) => {
                 if let Some(c) = self.conns.get_mut(&id) {
@@ -613,7 +751,9 @@ impl ServerCore {
 
     /// A data packet authenticated from a new address for this peer (float, §11.6).
     pub fn peer_floated(&mut self, peer_id: PeerId, to: SocketAddr) {
-        let Some(id) = self.conn_of_peer(peer_id) else { return };
+        let Some(id) = self.conn_of_peer(peer_id) else {
+            return;
+        };
         if let Some(c) = self.conns.get_mut(&id) {
             if self.by_addr.get(&c.remote) == Some(&id) {
                 self.by_addr.remove(&c.remote);
@@ -648,7 +788,10 @@ impl ServerCore {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns.values().filter_map(|c| c.session.poll_timeout()).min()
+        self.conns
+            .values()
+            .filter_map(|c| c.session.poll_timeout())
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -676,11 +819,16 @@ impl ServerCore {
 
     /// Connected peers, for status output.
     pub fn peers(&self) -> impl Iterator<Item = &PeerUp> {
-        self.conns.values().filter_map(|c| c.peer.as_ref().filter(|p| p.announced).map(|p| &p.up))
+        self.conns
+            .values()
+            .filter_map(|c| c.peer.as_ref().filter(|p| p.announced).map(|p| &p.up))
     }
 
     /// Find a peer by common name or real address (management `kill`).
     pub fn find_peers(&self, pred: impl Fn(&PeerUp) -> bool) -> Vec<PeerId> {
-        self.peers().filter(|p| pred(p)).map(|p| p.peer_id).collect()
+        self.peers()
+            .filter(|p| pred(p))
+            .map(|p| p.peer_id)
+            .collect()
     }
 }

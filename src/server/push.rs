@@ -125,8 +125,15 @@ mod tests {
             iroutes: &iroutes,
             iroutes_v6: &iroutes_v6,
         };
-        assert_eq!(client_push_list(&global, &c), s(&["ping 10", "dhcp-option DNS 10.8.0.1"]));
-        let reset = ClientPush { push_reset: true, push: &own, ..Default::default() };
+        assert_eq!(
+            client_push_list(&global, &c),
+            s(&["ping 10", "dhcp-option DNS 10.8.0.1"])
+        );
+        let reset = ClientPush {
+            push_reset: true,
+            push: &own,
+            ..Default::default()
+        };
         assert_eq!(client_push_list(&global, &reset), own);
         // Another client without those iroutes gets the routes.
         let other = ClientPush::default();
