@@ -434,6 +434,10 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         exit_notify: cfg.explicit_exit_notify,
         connect_retry: Duration::from_secs(cfg.connect_retry.map_or(1, |(s, _)| s.max(1)).into()),
+        connect_retry_max: Duration::from_secs(
+            cfg.connect_retry.and_then(|(_, m)| m).unwrap_or(300).into(),
+        ),
+        server_poll_timeout: Duration::from_secs(cfg.server_poll_timeout.unwrap_or(120).into()),
         resolv_retry: match cfg.resolv_retry {
             Some(config::ResolvRetry::Seconds(s)) => Duration::from_secs(s.into()),
             _ => Duration::from_secs(u32::MAX.into()),
