@@ -208,13 +208,12 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
     }
 }
 
-/// Log to stderr; `verb` picks the level like OpenVPN's (3 = info, 4+ = debug, 7+ = trace),
-/// `RUST_LOG` overrides.
+/// Log to stderr; `verb` picks the level like OpenVPN's (1-3 = normal operation messages,
+/// 4+ = debug, 7+ = trace), `RUST_LOG` overrides.
 pub fn init_logging(verb: u32) {
     let level = match verb {
         0 => "error",
-        1..=2 => "warn",
-        3 => "info",
+        1..=3 => "info",
         4..=6 => "debug",
         _ => "trace",
     };
