@@ -219,6 +219,11 @@ fn demo_passes_every_check_and_cleans_up() {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
     assert!(!out.contains('✘'), "a check failed:\n{out}");
+    // client2 is the fwd client (peer-id 1, IPv6 underlay); no fallback to openvpn.
+    assert!(
+        !out.contains('⚠'),
+        "the fwd client fell back to openvpn:\n{out}"
+    );
     // Every ping path is checked over both families.
     assert!(
         out.contains("fd00:99::1") && out.contains("10.99.0.1"),

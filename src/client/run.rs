@@ -335,8 +335,8 @@ fn connect_once(
     let clock = Clock::new(Instant::now());
     install_key(&peer, key_id, cipher, &block, true, plan.replay_window)?;
     peer.touch_rx(clock.ms(Instant::now()), 0);
-    let peers = Arc::new(PeerTable::new(1));
-    peers.insert(peer.clone());
+    // The server's pushed peer-id goes into our P_DATA_V2 headers; the table slot is 0.
+    let peers = Arc::new(PeerTable::single(peer.clone()));
     let mut applied = Applied::default();
     let result = apply_pushed(nl, ifindex, dev, &p, plan, server, &mut applied).and_then(|()| {
         tracing::info!(v4 = ?p.ifconfig, v6 = ?p.ifconfig_ipv6, routes = p.routes.len() + p.routes_v6.len(), "pushed options applied");

@@ -165,6 +165,14 @@ impl PeerTable {
         }
     }
 
+    /// A client's table: the server at slot 0, whatever peer-id it pushed (that id is what
+    /// goes into P_DATA_V2 headers, not the slot).
+    pub fn single(peer: Arc<Peer>) -> Self {
+        PeerTable {
+            slots: Box::new([ArcSwapOption::new(Some(peer))]),
+        }
+    }
+
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -193,5 +201,44 @@ impl PeerTable {
     /// only clients too old for P_DATA_V2 take this path.
     pub fn by_addr(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
         self.iter().find(|p| p.remote() == addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_table_finds_the_server_at_slot_zero_whatever_its_peer_id() {
+        let peer = Arc::new(Peer::new(
+            PeerId(7),
+            true,
+            "10.0.0.1:1194".parse().unwrap(),
+            "s".into(),
+        ));
+        let t = PeerTable::single(peer);
+        assert_eq!(t.get(PeerId(0)).map(|p| p.id), Some(PeerId(7)));
+        assert_eq!(t.capacity(), 1);
+    }
+
+    #[test]
+    fn insert_out_of_range_is_ignored_and_remove_frees_the_slot() {
+        let t = PeerTable::new(2);
+        t.insert(Arc::new(Peer::new(
+            PeerId(5),
+            true,
+            "10.0.0.1:1".parse().unwrap(),
+            "x".into(),
+        )));
+        assert_eq!(t.iter().count(), 0);
+        t.insert(Arc::new(Peer::new(
+            PeerId(1),
+            true,
+            "10.0.0.1:1".parse().unwrap(),
+            "y".into(),
+        )));
+        assert!(t.get(PeerId(1)).is_some());
+        assert!(t.remove(PeerId(1)).is_some());
+        assert!(t.get(PeerId(1)).is_none());
     }
 }
