@@ -23,7 +23,8 @@ use ring::hmac;
 use crate::pool::{Pool, SlotId};
 use crate::proto::data::{Cipher, KeyBlock};
 use crate::proto::messages::{
-    self, PeerInfo, PushTail, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH, IV_PROTO_TLS_KEY_EXPORT,
+    self, PeerInfo, PushTail, IV_PROTO_AUTH_FAIL_TEMP, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
+    IV_PROTO_TLS_KEY_EXPORT,
 };
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
 use crate::proto::wire::{ControlPacket, KeyId, Opcode, SessionId};
@@ -573,6 +574,13 @@ impl ServerCore {
             }
         }
         let Some(slot) = self.peer_ids.iter().position(|used| !used) else {
+            // A full server is a temporary condition. OpenVPN drops such a client silently,
+            // so it retries after its handshake times out; a plain AUTH_FAILED would make a
+            // stock client exit for good. Clients that understand it get the temporary form
+            // (retry after the backoff, trying the next `remote` first).
+            if info.iv_proto & IV_PROTO_AUTH_FAIL_TEMP != 0 {
+                return Err("TEMP[backoff 10,advance remote]:max-clients reached".into());
+            }
             return Err("max-clients reached".into());
         };
         let (v4, v6, pool_slot) = self.assign_addresses(cn, &overrides)?;
