@@ -20,7 +20,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use ring::hmac;
 
-use crate::pool::{Pool, SlotId};
+use crate::pool::{Pool, PoolError, SlotId};
 use crate::proto::data::{Cipher, KeyBlock};
 use crate::proto::messages::{
     self, PeerInfo, PushTail, IV_PROTO_AUTH_FAIL_TEMP, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
@@ -106,6 +106,19 @@ pub struct PeerUp {
     pub client_id: u64,
     /// Unix seconds when the client was admitted (status `Connected Since`).
     pub connected_unix: u64,
+}
+
+/// The AUTH_FAILED reason for a refusal that goes away by itself (server full, pool
+/// exhausted). OpenVPN drops a client over max-clients silently, so it retries after its
+/// handshake times out; a plain AUTH_FAILED would make a stock client exit for good. Clients
+/// that understand it get the temporary form: they restart, after the backoff, trying the
+/// next `remote` first.
+fn temporary_refusal(info: &PeerInfo, reason: &str) -> String {
+    if info.iv_proto & IV_PROTO_AUTH_FAIL_TEMP != 0 {
+        format!("TEMP[backoff 10,advance remote]:{reason}")
+    } else {
+        reason.to_string()
+    }
 }
 
 /// A client's tunnel addresses and the pool slot they came from (none for static ones).
@@ -574,16 +587,16 @@ impl ServerCore {
             }
         }
         let Some(slot) = self.peer_ids.iter().position(|used| !used) else {
-            // A full server is a temporary condition. OpenVPN drops such a client silently,
-            // so it retries after its handshake times out; a plain AUTH_FAILED would make a
-            // stock client exit for good. Clients that understand it get the temporary form
-            // (retry after the backoff, trying the next `remote` first).
-            if info.iv_proto & IV_PROTO_AUTH_FAIL_TEMP != 0 {
-                return Err("TEMP[backoff 10,advance remote]:max-clients reached".into());
-            }
-            return Err("max-clients reached".into());
+            return Err(temporary_refusal(info, "max-clients reached"));
         };
-        let (v4, v6, pool_slot) = self.assign_addresses(cn, &overrides)?;
+        let (v4, v6, pool_slot) = match self.assign_addresses(cn, &overrides) {
+            Ok(a) => a,
+            // Like max-clients: an address frees up when some client leaves.
+            Err(e @ PoolError::Exhausted { .. }) => {
+                return Err(temporary_refusal(info, &e.to_string()))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         self.peer_ids[slot] = true;
         let peer_id = PeerId(slot as u32);
         let data_v2 = info.iv_proto & IV_PROTO_DATA_V2 != 0;
@@ -641,7 +654,7 @@ impl ServerCore {
         ))
     }
 
-    fn assign_addresses(&mut self, cn: &str, o: &ClientOverrides) -> Result<Assignment, String> {
+    fn assign_addresses(&mut self, cn: &str, o: &ClientOverrides) -> Result<Assignment, PoolError> {
         let server_v6 = self.settings.server_v6;
         let static_v6 = o.ifconfig_ipv6_push.map(|(addr, bits, remote)| PushedV6 {
             addr,
@@ -670,7 +683,7 @@ impl ServerCore {
         if !self.pool.has_v4() && static_v6.is_some() {
             return Ok((None, static_v6, None));
         }
-        let lease = self.pool.acquire(cn).map_err(|e| e.to_string())?;
+        let lease = self.pool.acquire(cn)?;
         let v4 = lease
             .v4
             .map(|addr| match (self.settings.v4_layout, lease.v4_remote) {
@@ -838,5 +851,24 @@ impl ServerCore {
             .filter(|p| pred(p))
             .map(|p| p.peer_id)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_refusal_only_for_clients_that_understand_it() {
+        let mut info = PeerInfo::parse("IV_PROTO=990\n");
+        assert_eq!(
+            temporary_refusal(&info, "max-clients reached"),
+            "TEMP[backoff 10,advance remote]:max-clients reached"
+        );
+        info.iv_proto &= !IV_PROTO_AUTH_FAIL_TEMP;
+        assert_eq!(
+            temporary_refusal(&info, "max-clients reached"),
+            "max-clients reached"
+        );
     }
 }
