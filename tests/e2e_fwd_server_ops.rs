@@ -290,7 +290,9 @@ fn max_clients_one() {
 /// `keepalive 1 4` (server ping-restart 8 s) with a two-address pool: client1 and client2
 /// fill it; client1 killed with SIGKILL (no exit notify) is dropped by the server's
 /// ping-restart, its pool slot is freed (`load-stats` nclients 1), and client3 then gets
-/// client1's address, the only free one.
+/// client1's address, the only free one. With the pool full again, client1 is refused
+/// temporarily (`AUTH_FAILED,TEMP`), keeps retrying, and gets in by itself once client2
+/// leaves with `explicit-exit-notify`.
 #[test]
 fn ping_restart_frees_pool_slot() {
     let _g = serial();
@@ -316,7 +318,8 @@ fn ping_restart_frees_pool_slot() {
         log.contains("ping 1,ping-restart 4"),
         "keepalive not pushed"
     );
-    net.connect(1, &net.client_conf(1));
+    let c2 = edit(&net.client_conf(1), &[], "explicit-exit-notify 1");
+    net.connect(1, &c2);
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::1001");
     let mut m = net.mgmt();
@@ -342,6 +345,19 @@ fn ping_restart_frees_pool_slot() {
     assert_eq!(field(&row_of(&mut m, "client3"), 3), "10.8.0.2");
     // client2 was never disturbed (it pings the server every second).
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::1001");
+
+    // Pool full: client1 is turned away for now, and retries by itself.
+    let c1 = net.client_conf(0);
+    net.start_client(0, &c1);
+    net.wait_client_log(0, "AUTH_FAILED,TEMP", REFUSE_TIMEOUT);
+    net.wait_client_log(0, "auth-temp-failure", REFUSE_TIMEOUT);
+    assert!(net.tun_addrs(0).is_empty(), "refused client1 has addresses");
+    assert!(net.client_running(0), "refused client1 gave up");
+    net.disconnect(1);
+    net.wait_client_log(0, READY, Duration::from_secs(30));
+    net.assert_client_works(0, Some("10.8.0.3"), "fd00:8::1001");
+    let rows = m.client_list();
+    assert_eq!(rows.len(), 2, "{rows:?}");
 }
 
 // ---------------------------------------------------------------------------------------
