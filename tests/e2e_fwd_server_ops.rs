@@ -176,6 +176,15 @@ fn float_case(underlay: Underlay) -> bool {
     assert_eq!(log.matches(READY).count(), 1, "client restarted");
     assert!(!log.contains("SIGUSR1"), "client restarted");
     assert_eq!(field(&row_of(&mut m, "client1"), 10), field(&before, 10));
+    // `kill IP:port` finds the client at its new address (IPv4 rows carry the port).
+    if underlay == Underlay::V4 {
+        let real = field(&after, 2).to_string();
+        assert_eq!(
+            m.one(&format!("kill {real}")),
+            format!("SUCCESS: 1 client(s) at address {real} killed")
+        );
+        assert_eq!(m.nclients(), 0);
+    }
     true
 }
 
@@ -228,6 +237,12 @@ fn duplicate_cn() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| field(r, 1) == "client1"), "{rows:?}");
     assert_eq!(m.nclients(), 2);
+    // `kill CN` takes every connection with that name.
+    assert_eq!(
+        m.one("kill client1"),
+        "SUCCESS: common name 'client1' found, 2 client(s) killed"
+    );
+    assert_eq!(m.nclients(), 0);
 }
 
 // ---------------------------------------------------------------------------------------
