@@ -153,6 +153,11 @@ fn listen_addr(cfg: &Config) -> (SocketAddr, Option<bool>) {
     }
 }
 
+/// A seconds option where 0 (or absent) means "off".
+fn timer(secs: Option<u32>) -> Option<Duration> {
+    secs.filter(|&s| s > 0).map(|s| Duration::from_secs(s.into()))
+}
+
 /// The ccd directory as a [`ClientDirectory`].
 pub struct CcdDirectory {
     pub dir: PathBuf,
@@ -319,14 +324,8 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         tun_v4,
         tun_v6,
         routes,
-        ping: cfg
-            .ping
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg
-            .ping_restart
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
+        ping: timer(cfg.ping),
+        ping_restart: timer(cfg.ping_restart),
         client_to_client: cfg.client_to_client,
         reneg: RenegLimits {
             bytes: cfg.reneg_bytes.filter(|&b| b > 0),
@@ -422,14 +421,8 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         data_ciphers_fallback,
         pull_filters,
         route_nopull: cfg.route_nopull,
-        ping: cfg
-            .ping
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg
-            .ping_restart
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
+        ping: timer(cfg.ping),
+        ping_restart: timer(cfg.ping_restart),
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         exit_notify: cfg.explicit_exit_notify,
