@@ -93,13 +93,20 @@ fn inline(s: &mut String, tag: &str, body: &str) {
     s.push_str(&format!("<{tag}>\n{}\n</{tag}>\n", body.trim_end()));
 }
 
+/// The `fwd init` cipher list unless the extra lines choose their own.
+fn default_ciphers(s: &mut String, extra: &str) {
+    if !extra.contains("data-ciphers ") {
+        s.push_str("data-ciphers AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305\n");
+    }
+}
+
 pub fn server_conf(o: &Options) -> String {
     let m = material();
     let mut s = String::from(
         "port 1194\nproto udp\ndev tun\ntopology subnet\nserver 10.8.0.0 255.255.255.0\n\
-         server-ipv6 fd00:8::/64\ndh none\nremote-cert-tls client\n\
-         data-ciphers AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305\n",
+         server-ipv6 fd00:8::/64\ndh none\nremote-cert-tls client\n",
     );
+    default_ciphers(&mut s, &o.server_extra);
     inline(&mut s, "ca", &m.ca);
     inline(&mut s, "cert", &m.server_cert);
     inline(&mut s, "key", &m.server_key);
@@ -119,9 +126,9 @@ pub fn server_conf(o: &Options) -> String {
 pub fn client_conf(o: &Options) -> String {
     let m = material();
     let mut s = String::from(
-        "client\ndev tun\nproto udp\nremote 192.0.2.1 1194\nnobind\nremote-cert-tls server\n\
-         data-ciphers AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305\n",
+        "client\ndev tun\nproto udp\nremote 192.0.2.1 1194\nnobind\nremote-cert-tls server\n",
     );
+    default_ciphers(&mut s, &o.client_extra);
     inline(&mut s, "ca", &m.ca);
     inline(&mut s, "cert", &m.client_cert);
     inline(&mut s, "key", &m.client_key);
@@ -221,6 +228,18 @@ pub struct Pair {
     /// Every datagram put on the link (before impairment), per direction.
     pub sent_to_server: Vec<Vec<u8>>,
     pub sent_to_client: Vec<Vec<u8>>,
+    /// One line per datagram put on the link: time, direction, opcode, length, fate.
+    pub trace: Vec<String>,
+}
+
+fn fate_name(f: &Fate) -> &'static str {
+    match f {
+        Fate::Deliver => "deliver",
+        Fate::Drop => "DROP",
+        Fate::Duplicate => "DUP",
+        Fate::Hold => "HOLD",
+        Fate::Replace(_) => "TAMPER",
+    }
 }
 
 impl Pair {
@@ -283,6 +302,7 @@ impl Pair {
             server_drops: Vec::new(),
             sent_to_server: Vec::new(),
             sent_to_client: Vec::new(),
+            trace: Vec::new(),
         }
     }
 
@@ -304,6 +324,8 @@ impl Pair {
             Some(f) => f(dir, &bytes),
             None => Fate::Deliver,
         };
+        let op = bytes.first().map_or(0, |b| b >> 3);
+        self.trace.push(format!("{:?} {dir:?} op={op} len={} {:?}", self.elapsed(), bytes.len(), fate_name(&fate)));
         let link = match dir {
             Dir::ToServer => &mut self.to_server,
             Dir::ToClient => &mut self.to_client,
@@ -398,7 +420,16 @@ impl Pair {
             self.advance(step.min(end - self.now));
             if self.now == before {
                 spins += 1;
-                assert!(spins < 1000, "timers fire without progress at {:?}", self.elapsed());
+                assert!(
+                    spins < 1000,
+                    "timers fire without progress at {:?} after {} datagrams: client {:?} server {:?} ({:?} / {:?})",
+                    self.elapsed(),
+                    self.sent_to_server.len() + self.sent_to_client.len(),
+                    self.client_seen,
+                    self.server_seen,
+                    self.client.poll_timeout().map(|t| t.saturating_duration_since(self.start)),
+                    self.server.poll_timeout().map(|t| t.saturating_duration_since(self.start)),
+                );
             } else {
                 spins = 0;
             }
