@@ -729,6 +729,11 @@ impl Session {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // A closed session does nothing in `handle_timeout`; a stale deadline (e.g. the
+        // PUSH_REQUEST timer of a client closed by AUTH_FAILED) would make the owner spin.
+        if self.closed {
+            return None;
+        }
         let mut t: Option<Instant> = None;
         let mut min = |x: Option<Instant>| {
             if let Some(x) = x {
