@@ -105,7 +105,14 @@ fn session_config(cfg: &Config, tls: TlsSide, role: crate::proto::session::Role)
     let client = role == crate::proto::session::Role::Client;
     let (ciphers, _) = ciphers(cfg)?;
     let wrap = wrap_keys(cfg, if client { wrap::Role::Client } else { wrap::Role::Server })?;
-    let peer_info = client.then(|| messages::peer_info_string(&ciphers, messages::IV_PROTO_FWD, 1600));
+    // A client that insists on the PRF must not offer TLS-EKM: the server would push
+    // `tls-ekm` and derive different keys than we do.
+    let iv_proto = if cfg.force_prf {
+        messages::IV_PROTO_FWD & !messages::IV_PROTO_TLS_KEY_EXPORT
+    } else {
+        messages::IV_PROTO_FWD
+    };
+    let peer_info = client.then(|| messages::peer_info_string(&ciphers, iv_proto, 1600));
     Ok(SessionConfig {
         role,
         wrap: Arc::new(wrap),
