@@ -315,7 +315,9 @@ fn check_after_reneg(p: &mut Pair, keys: (Vec<u8>, Vec<u8>)) {
 
 #[test]
 fn client_initiated_renegotiation_loses_no_data() {
-    let mut p = Pair::new(&Options::default());
+    // OpenVPN's tran-window default (3600 s) would keep the lame duck for an hour.
+    let o = Options { server_extra: "tran-window 10".into(), client_extra: "tran-window 10".into(), ..Options::default() };
+    let mut p = Pair::new(&o);
     assert!(p.handshake(SECS(10)));
     data_during(&mut p, SECS(5), |p| p.elapsed() >= SECS(3));
     let now = p.now;
@@ -326,7 +328,10 @@ fn client_initiated_renegotiation_loses_no_data() {
 
 #[test]
 fn server_initiated_renegotiation_loses_no_data() {
-    let o = Options { server_extra: "reneg-sec 20".into(), client_extra: "reneg-sec 0".into(), ..Options::default() };
+    let o = Options { server_extra: "reneg-sec 20\ntran-window 10".into(),
+        client_extra: "reneg-sec 0\ntran-window 10".into(),
+        ..Options::default()
+    };
     let mut p = Pair::new(&o);
     assert!(p.handshake(SECS(10)));
     let keys = data_during(&mut p, SECS(120), both_retired_key0);
@@ -336,7 +341,10 @@ fn server_initiated_renegotiation_loses_no_data() {
 
 #[test]
 fn renegotiation_with_lossy_control_channel_loses_no_data() {
-    let o = Options { server_extra: "reneg-sec 20".into(), client_extra: "reneg-sec 0".into(), ..Options::default() };
+    let o = Options { server_extra: "reneg-sec 20\ntran-window 10".into(),
+        client_extra: "reneg-sec 0\ntran-window 10".into(),
+        ..Options::default()
+    };
     let mut p = Pair::new(&o);
     assert!(p.handshake(SECS(10)));
     let mut count = 0usize;
@@ -358,7 +366,10 @@ fn renegotiation_with_lossy_control_channel_loses_no_data() {
 
 #[test]
 fn two_renegotiations_in_a_row() {
-    let o = Options { client_extra: "reneg-sec 15\ntran-window 5".into(), server_extra: "reneg-sec 0".into(), ..Options::default() };
+    let o = Options { client_extra: "reneg-sec 15\ntran-window 5".into(),
+        server_extra: "reneg-sec 0\ntran-window 5".into(),
+        ..Options::default()
+    };
     let mut p = Pair::new(&o);
     assert!(p.handshake(SECS(10)));
     let (up, down) = data_during(&mut p, SECS(120), |p| {
