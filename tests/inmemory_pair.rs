@@ -6,6 +6,7 @@
 mod pair;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fwd::client::pushed::IfconfigV4;
@@ -568,4 +569,23 @@ fn hard_reset_alone_creates_no_state_and_bad_cookies_are_dropped() {
     assert_eq!(p.server.stats.sessions_created, 1);
     assert!(p.handshake(SECS(10)), "client {:?} server {:?}", p.client_seen, p.server_seen);
     exchange_data(&mut p, 900);
+}
+
+// ---- reconnects and goodbyes ------------------------------------------------------------------
+
+#[test]
+fn client_restart_from_same_address_replaces_the_old_session() {
+    let mut p = Pair::new(&Options::default());
+    assert!(p.handshake(SECS(10)));
+    let old_peer = p.server_peer().expect("peer");
+    p.run_until(SECS(2), MS(100), |_| false);
+    p.restart_client(99);
+    let ok = p.run_until(SECS(30), MS(100), |p| {
+        p.client_peer.as_ref().is_some_and(|c| c.keys().tx.is_some())
+            && p.server_peer().is_some_and(|s| !Arc::ptr_eq(&s, &old_peer) && s.keys().tx.is_some())
+    });
+    assert!(ok, "reconnect failed at {:?}: client {:?} server {:?} stats {:?}\n{}", p.elapsed(), p.client_seen, p.server_seen, p.server.stats, p.trace.join("\n"));
+    assert!(p.server_seen.iter().any(|s| matches!(s, Seen::PeerDown(0, _))), "{:?}", p.server_seen);
+    assert_eq!(p.server.peer_count(), 1);
+    exchange_data(&mut p, 1000);
 }
