@@ -589,3 +589,49 @@ fn client_restart_from_same_address_replaces_the_old_session() {
     assert_eq!(p.server.peer_count(), 1);
     exchange_data(&mut p, 1000);
 }
+
+#[test]
+fn simultaneous_renegotiation_from_both_sides() {
+    let o = Options {
+        server_extra: "reneg-sec 20\ntran-window 10".into(),
+        client_extra: "reneg-sec 20\ntran-window 10".into(),
+        ..Options::default()
+    };
+    let mut p = Pair::new(&o);
+    assert!(p.handshake(SECS(10)));
+    let keys = data_during(&mut p, SECS(120), both_retired_key0);
+    check_after_reneg(&mut p, keys);
+}
+
+#[test]
+fn client_exit_takes_the_peer_down() {
+    let mut p = Pair::new(&Options::default());
+    assert!(p.handshake(SECS(10)));
+    let now = p.now;
+    p.client.shutdown(now, "EXIT");
+    assert!(p.run_until(SECS(30), MS(100), |p| p.server_seen.iter().any(|s| matches!(s, Seen::PeerDown(..)))));
+    assert!(p.server_seen.contains(&Seen::PeerDown(0, CloseReason::PeerExit("EXIT".into()))), "{:?}", p.server_seen);
+    assert_eq!(p.server.peer_count(), 0);
+    assert!(p.server_peer().is_none());
+}
+
+#[test]
+fn half_open_connection_times_out_on_the_server() {
+    let mut p = Pair::new(&Options::default());
+    // The client vanishes right after proving its address (cookie echo + ClientHello).
+    let mut up = 0;
+    p.impair = Some(Box::new(move |dir, _| {
+        if dir == Dir::ToServer {
+            up += 1;
+        }
+        if up > 2 {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    }));
+    assert!(p.run_until(SECS(120), MS(500), |p| p.server_seen.iter().any(|s| matches!(s, Seen::HandshakeFailed(_)))));
+    assert!(p.server_seen.contains(&Seen::HandshakeFailed(CloseReason::HandshakeTimeout)), "{:?}", p.server_seen);
+    assert_eq!(p.server.stats.sessions_created, 1);
+    assert_eq!(p.server.poll_timeout(), None);
+}
