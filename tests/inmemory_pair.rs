@@ -27,7 +27,10 @@ fn server_v6() -> Ipv6Addr {
 }
 
 fn opts(wrap: Wrap) -> Options {
-    Options { wrap, ..Options::default() }
+    Options {
+        wrap,
+        ..Options::default()
+    }
 }
 
 /// The client's tunnel addresses from its PUSH_REPLY.
@@ -56,41 +59,85 @@ fn exchange_data(p: &mut Pair, tag: u32) {
     p.pump();
     assert_eq!(
         p.server_rx[srx..],
-        [Received { key_id: k1, plain: up4 }, Received { key_id: k2, plain: up6 }],
+        [
+            Received {
+                key_id: k1,
+                plain: up4
+            },
+            Received {
+                key_id: k2,
+                plain: up6
+            }
+        ],
         "server drops: {:?}",
         p.server_drops
     );
     assert_eq!(
         p.client_rx[crx..],
-        [Received { key_id: k3, plain: down4 }, Received { key_id: k4, plain: down6 }],
+        [
+            Received {
+                key_id: k3,
+                plain: down4
+            },
+            Received {
+                key_id: k4,
+                plain: down6
+            }
+        ],
         "client drops: {:?}",
         p.client_drops
     );
 }
 
 fn pushed_has(p: &Pair, line: &str) -> bool {
-    p.client_seen.iter().any(|s| matches!(s, Seen::PushReply(o) if o.iter().any(|l| l == line)))
+    p.client_seen
+        .iter()
+        .any(|s| matches!(s, Seen::PushReply(o) if o.iter().any(|l| l == line)))
 }
 
 fn full_handshake(wrap: Wrap) -> Pair {
     let mut p = Pair::new(&opts(wrap));
-    assert!(p.handshake(SECS(10)), "no handshake ({wrap:?}): client {:?} server {:?}", p.client_seen, p.server_seen);
+    assert!(
+        p.handshake(SECS(10)),
+        "no handshake ({wrap:?}): client {:?} server {:?}",
+        p.client_seen,
+        p.server_seen
+    );
     let pushed = p.pushed.clone().expect("PUSH_REPLY");
     assert_eq!(
         pushed.ifconfig,
-        Some(IfconfigV4::Subnet { addr: Ipv4Addr::new(10, 8, 0, 2), netmask: Ipv4Addr::new(255, 255, 255, 0) })
+        Some(IfconfigV4::Subnet {
+            addr: Ipv4Addr::new(10, 8, 0, 2),
+            netmask: Ipv4Addr::new(255, 255, 255, 0)
+        })
     );
     let (v6, bits, remote) = pushed.ifconfig_ipv6.expect("ifconfig-ipv6");
     assert_eq!((bits, remote), (64, server_v6()));
-    assert!(v6.segments()[..4] == [0xfd00, 8, 0, 0] && v6 != server_v6(), "v6 {v6}");
+    assert!(
+        v6.segments()[..4] == [0xfd00, 8, 0, 0] && v6 != server_v6(),
+        "v6 {v6}"
+    );
     assert_eq!(pushed.peer_id, Some(0));
     assert_eq!(pushed.cipher.as_deref(), Some("AES-256-GCM"));
     assert!(p.server_seen.contains(&Seen::PeerUp(0)));
-    assert!(p.client_seen.contains(&Seen::Keys { key_id: 0, tx_now: true }));
-    assert!(p.server_seen.contains(&Seen::Keys { key_id: 0, tx_now: true }));
-    assert_eq!(p.client_blocks.get(&0), p.server_blocks.get(&0), "key blocks differ");
+    assert!(p.client_seen.contains(&Seen::Keys {
+        key_id: 0,
+        tx_now: true
+    }));
+    assert!(p.server_seen.contains(&Seen::Keys {
+        key_id: 0,
+        tx_now: true
+    }));
+    assert_eq!(
+        p.client_blocks.get(&0),
+        p.server_blocks.get(&0),
+        "key blocks differ"
+    );
     assert_eq!(p.server.peer_count(), 1);
-    assert_eq!(p.client.data_params().map(|d| d.cipher), Some(Cipher::Aes256Gcm));
+    assert_eq!(
+        p.client.data_params().map(|d| d.cipher),
+        Some(Cipher::Aes256Gcm)
+    );
     exchange_data(&mut p, 100);
     exchange_data(&mut p, 200);
     p
@@ -117,9 +164,17 @@ fn handshake_and_data_no_wrap() {
 /// Handshake with `o`, then check both ends derived the same key block and data flows.
 fn keys_match(o: &Options) -> Pair {
     let mut p = Pair::new(o);
-    assert!(p.handshake(SECS(10)), "no handshake: client {:?} server {:?}", p.client_seen, p.server_seen);
+    assert!(
+        p.handshake(SECS(10)),
+        "no handshake: client {:?} server {:?}",
+        p.client_seen,
+        p.server_seen
+    );
     let (c, s) = (p.client_blocks.get(&0), p.server_blocks.get(&0));
-    assert!(c.is_some() && c == s, "key blocks differ between client and server");
+    assert!(
+        c.is_some() && c == s,
+        "key blocks differ between client and server"
+    );
     exchange_data(&mut p, 300);
     p
 }
@@ -127,21 +182,35 @@ fn keys_match(o: &Options) -> Pair {
 #[test]
 fn ekm_keys_match() {
     let p = keys_match(&Options::default());
-    assert!(pushed_has(&p, "protocol-flags cc-exit tls-ekm"), "{:?}", p.client_seen);
+    assert!(
+        pushed_has(&p, "protocol-flags cc-exit tls-ekm"),
+        "{:?}",
+        p.client_seen
+    );
     assert_eq!(p.client.data_params().map(|d| d.ekm), Some(true));
 }
 
 #[test]
 fn server_force_prf_keys_match() {
-    let o = Options { server_extra: "force-prf".into(), ..Options::default() };
+    let o = Options {
+        server_extra: "force-prf".into(),
+        ..Options::default()
+    };
     let p = keys_match(&o);
-    assert!(pushed_has(&p, "protocol-flags cc-exit"), "{:?}", p.client_seen);
+    assert!(
+        pushed_has(&p, "protocol-flags cc-exit"),
+        "{:?}",
+        p.client_seen
+    );
     assert_eq!(p.client.data_params().map(|d| d.ekm), Some(false));
 }
 
 #[test]
 fn client_without_key_export_uses_prf() {
-    let o = Options { client_iv_proto: Some(IV_PROTO_FWD & !IV_PROTO_TLS_KEY_EXPORT), ..Options::default() };
+    let o = Options {
+        client_iv_proto: Some(IV_PROTO_FWD & !IV_PROTO_TLS_KEY_EXPORT),
+        ..Options::default()
+    };
     let p = keys_match(&o);
     assert!(!pushed_has(&p, "protocol-flags cc-exit tls-ekm"));
     assert_eq!(p.client.data_params().map(|d| d.ekm), Some(false));
@@ -149,13 +218,20 @@ fn client_without_key_export_uses_prf() {
 
 #[test]
 fn client_force_prf_keys_match() {
-    let o = Options { client_extra: "force-prf".into(), ..Options::default() };
+    let o = Options {
+        client_extra: "force-prf".into(),
+        ..Options::default()
+    };
     keys_match(&o);
 }
 
 #[test]
 fn both_force_prf_keys_match() {
-    let o = Options { client_extra: "force-prf".into(), server_extra: "force-prf".into(), ..Options::default() };
+    let o = Options {
+        client_extra: "force-prf".into(),
+        server_extra: "force-prf".into(),
+        ..Options::default()
+    };
     keys_match(&o);
 }
 
@@ -257,7 +333,11 @@ fn handshake_survives_loss_reordering_and_duplication_mixed() {
 /// Send one IPv4 packet each way every 100 ms of fake time until `until` holds (or `limit`),
 /// checking that every packet sent is decrypted by the other side. Returns the tx key ids used
 /// by (client, server), in order.
-fn data_during(p: &mut Pair, limit: Duration, mut until: impl FnMut(&Pair) -> bool) -> (Vec<u8>, Vec<u8>) {
+fn data_during(
+    p: &mut Pair,
+    limit: Duration,
+    mut until: impl FnMut(&Pair) -> bool,
+) -> (Vec<u8>, Vec<u8>) {
     let (c4, _) = client_addrs(p);
     let end = p.now + limit;
     let mut tag = 10_000u32;
@@ -266,15 +346,26 @@ fn data_during(p: &mut Pair, limit: Duration, mut until: impl FnMut(&Pair) -> bo
     let (srx, crx) = (p.server_rx.len(), p.client_rx.len());
     let mut next = p.now;
     while !until(p) {
-        assert!(p.now < end, "condition not reached within {limit:?}: client {:?} server {:?}", p.client_seen, p.server_seen);
+        assert!(
+            p.now < end,
+            "condition not reached within {limit:?}: client {:?} server {:?}",
+            p.client_seen,
+            p.server_seen
+        );
         if p.now >= next {
             tag += 1;
             let a = ipv4_packet(c4, SERVER_V4, tag);
             let b = ipv4_packet(SERVER_V4, c4, tag);
             let ka = p.client_send_data(&a).expect("client tx key");
             let kb = p.server_send_data(&b).expect("server tx key");
-            up.push(Received { key_id: ka, plain: a });
-            down.push(Received { key_id: kb, plain: b });
+            up.push(Received {
+                key_id: ka,
+                plain: a,
+            });
+            down.push(Received {
+                key_id: kb,
+                plain: b,
+            });
             up_keys.push(ka);
             down_keys.push(kb);
             next = p.now + MS(100);
@@ -282,8 +373,16 @@ fn data_during(p: &mut Pair, limit: Duration, mut until: impl FnMut(&Pair) -> bo
         p.advance(MS(100));
     }
     p.pump();
-    assert!(p.server_drops.is_empty(), "server dropped data: {:?}", p.server_drops);
-    assert!(p.client_drops.is_empty(), "client dropped data: {:?}", p.client_drops);
+    assert!(
+        p.server_drops.is_empty(),
+        "server dropped data: {:?}",
+        p.server_drops
+    );
+    assert!(
+        p.client_drops.is_empty(),
+        "client dropped data: {:?}",
+        p.client_drops
+    );
     assert_eq!(p.server_rx[srx..], up[..]);
     assert_eq!(p.client_rx[crx..], down[..]);
     up_keys.dedup();
@@ -296,12 +395,24 @@ fn both_retired_key0(p: &Pair) -> bool {
 }
 
 fn check_after_reneg(p: &mut Pair, keys: (Vec<u8>, Vec<u8>)) {
-    assert_eq!(keys, (vec![0, 1], vec![0, 1]), "tx key ids used (client, server)");
+    assert_eq!(
+        keys,
+        (vec![0, 1], vec![0, 1]),
+        "tx key ids used (client, server)"
+    );
     for seen in [&p.client_seen, &p.server_seen] {
-        assert!(seen.contains(&Seen::Keys { key_id: 1, tx_now: false }), "{seen:?}");
+        assert!(
+            seen.contains(&Seen::Keys {
+                key_id: 1,
+                tx_now: false
+            }),
+            "{seen:?}"
+        );
         assert!(seen.contains(&Seen::TxSwitch(1)), "{seen:?}");
     }
-    assert!(p.client_blocks.get(&1).is_some() && p.client_blocks.get(&1) == p.server_blocks.get(&1));
+    assert!(
+        p.client_blocks.contains_key(&1) && p.client_blocks.get(&1) == p.server_blocks.get(&1)
+    );
     assert_ne!(p.client_blocks.get(&0), p.client_blocks.get(&1));
     assert_eq!(p.client.primary_key_id(), 1);
     let (_, kc) = p.client_seal(b"x").expect("client tx");
@@ -317,7 +428,11 @@ fn check_after_reneg(p: &mut Pair, keys: (Vec<u8>, Vec<u8>)) {
 #[test]
 fn client_initiated_renegotiation_loses_no_data() {
     // OpenVPN's tran-window default (3600 s) would keep the lame duck for an hour.
-    let o = Options { server_extra: "tran-window 10".into(), client_extra: "tran-window 10".into(), ..Options::default() };
+    let o = Options {
+        server_extra: "tran-window 10".into(),
+        client_extra: "tran-window 10".into(),
+        ..Options::default()
+    };
     let mut p = Pair::new(&o);
     assert!(p.handshake(SECS(10)));
     data_during(&mut p, SECS(5), |p| p.elapsed() >= SECS(3));
@@ -329,7 +444,8 @@ fn client_initiated_renegotiation_loses_no_data() {
 
 #[test]
 fn server_initiated_renegotiation_loses_no_data() {
-    let o = Options { server_extra: "reneg-sec 20\ntran-window 10".into(),
+    let o = Options {
+        server_extra: "reneg-sec 20\ntran-window 10".into(),
         client_extra: "reneg-sec 0\ntran-window 10".into(),
         ..Options::default()
     };
@@ -342,7 +458,8 @@ fn server_initiated_renegotiation_loses_no_data() {
 
 #[test]
 fn renegotiation_with_lossy_control_channel_loses_no_data() {
-    let o = Options { server_extra: "reneg-sec 20\ntran-window 10".into(),
+    let o = Options {
+        server_extra: "reneg-sec 20\ntran-window 10".into(),
         client_extra: "reneg-sec 0\ntran-window 10".into(),
         ..Options::default()
     };
@@ -367,7 +484,8 @@ fn renegotiation_with_lossy_control_channel_loses_no_data() {
 
 #[test]
 fn two_renegotiations_in_a_row() {
-    let o = Options { client_extra: "reneg-sec 15\ntran-window 5".into(),
+    let o = Options {
+        client_extra: "reneg-sec 15\ntran-window 5".into(),
         server_extra: "reneg-sec 0\ntran-window 5".into(),
         ..Options::default()
     };
@@ -399,13 +517,22 @@ fn tampered_control_datagrams_are_dropped_and_retransmitted() {
         }
     }));
     handshake_within_hand_window_keep(&mut p);
-    assert!(p.server.stats.dropped_unauthenticated >= 1, "{:?}", p.server.stats);
+    assert!(
+        p.server.stats.dropped_unauthenticated >= 1,
+        "{:?}",
+        p.server.stats
+    );
     assert_eq!(p.server.stats.sessions_created, 1);
 }
 
 fn handshake_within_hand_window_keep(p: &mut Pair) {
     let hand_window = p.client_plan.session.hand_window;
-    assert!(p.handshake(hand_window), "client {:?} server {:?}", p.client_seen, p.server_seen);
+    assert!(
+        p.handshake(hand_window),
+        "client {:?} server {:?}",
+        p.client_seen,
+        p.server_seen
+    );
     p.impair = None;
     exchange_data(p, 600);
 }
@@ -427,12 +554,22 @@ fn tampered_data_packets_fail_the_tag() {
     assert_eq!(p.server_drops.len(), 4, "{:?}", p.server_drops);
     // Peer-id byte flipped: no such peer; otherwise the tag fails.
     assert_eq!(p.server_drops[0], DropReason::UnknownPeer);
-    assert!(p.server_drops[1..].iter().all(|d| *d == DropReason::BadTag), "{:?}", p.server_drops);
+    assert!(
+        p.server_drops[1..].iter().all(|d| *d == DropReason::BadTag),
+        "{:?}",
+        p.server_drops
+    );
     assert!(p.server_rx.is_empty());
     // The genuine packet still opens afterwards (failed opens did not advance the window).
     p.send(Dir::ToServer, wire);
     p.pump();
-    assert_eq!(p.server_rx, [Received { key_id: 0, plain: pkt }]);
+    assert_eq!(
+        p.server_rx,
+        [Received {
+            key_id: 0,
+            plain: pkt
+        }]
+    );
 
     let (wire, _) = p.server_seal(&ipv4_packet(SERVER_V4, c4, 2)).expect("tx");
     let mut t = wire.clone();
@@ -481,7 +618,13 @@ fn replayed_control_datagrams_are_ignored() {
     assert_eq!(p.server.peer_count(), 1);
     assert_eq!(p.server.stats.sessions_created, 1);
     assert!(p.client_closed().is_none());
-    assert_eq!(p.client_seen.iter().filter(|s| matches!(s, Seen::PushReply(_))).count(), 1);
+    assert_eq!(
+        p.client_seen
+            .iter()
+            .filter(|s| matches!(s, Seen::PushReply(_)))
+            .count(),
+        1
+    );
     exchange_data(&mut p, 700);
 }
 
@@ -489,12 +632,29 @@ fn replayed_control_datagrams_are_ignored() {
 
 #[test]
 fn client_offering_only_chacha_gets_chacha() {
-    let o = Options { client_extra: "data-ciphers CHACHA20-POLY1305".into(), ..Options::default() };
+    let o = Options {
+        client_extra: "data-ciphers CHACHA20-POLY1305".into(),
+        ..Options::default()
+    };
     let mut p = Pair::new(&o);
-    assert!(p.handshake(SECS(10)), "client {:?} server {:?}", p.client_seen, p.server_seen);
-    assert_eq!(p.pushed.as_ref().and_then(|x| x.cipher.clone()).as_deref(), Some("CHACHA20-POLY1305"));
-    assert_eq!(p.client.data_params().map(|d| d.cipher), Some(Cipher::ChaCha20Poly1305));
-    let slot = p.server_peer().and_then(|x| x.keys().tx.clone()).expect("server key");
+    assert!(
+        p.handshake(SECS(10)),
+        "client {:?} server {:?}",
+        p.client_seen,
+        p.server_seen
+    );
+    assert_eq!(
+        p.pushed.as_ref().and_then(|x| x.cipher.clone()).as_deref(),
+        Some("CHACHA20-POLY1305")
+    );
+    assert_eq!(
+        p.client.data_params().map(|d| d.cipher),
+        Some(Cipher::ChaCha20Poly1305)
+    );
+    let slot = p
+        .server_peer()
+        .and_then(|x| x.keys().tx.clone())
+        .expect("server key");
     assert_eq!(slot.cipher, Cipher::ChaCha20Poly1305);
     exchange_data(&mut p, 800);
 }
@@ -513,11 +673,22 @@ fn no_shared_cipher_fails_authentication() {
         other => panic!("client closed with {other:?}"),
     }
     assert!(p.client_peer.is_none() && p.pushed.is_none());
-    assert!(p.server_seen.iter().all(|s| !matches!(s, Seen::PeerUp(_) | Seen::Keys { .. })), "{:?}", p.server_seen);
+    assert!(
+        p.server_seen
+            .iter()
+            .all(|s| !matches!(s, Seen::PeerUp(_) | Seen::Keys { .. })),
+        "{:?}",
+        p.server_seen
+    );
     assert_eq!(p.server.peer_count(), 0);
     // The refused connection lingers for retransmissions, then goes.
     assert!(p.run_until(SECS(30), MS(500), |p| p.server.poll_timeout().is_none()));
-    assert!(p.server_seen.contains(&Seen::HandshakeFailed(CloseReason::Rejected)), "{:?}", p.server_seen);
+    assert!(
+        p.server_seen
+            .contains(&Seen::HandshakeFailed(CloseReason::Rejected)),
+        "{:?}",
+        p.server_seen
+    );
 }
 
 // ---- 7. the stateless cookie handshake --------------------------------------------------------
@@ -533,7 +704,11 @@ fn hard_reset_alone_creates_no_state_and_bad_cookies_are_dropped() {
     assert_eq!(p.server.stats.cookie_replies, 1);
     assert_eq!(p.server.stats.sessions_created, 0);
     assert_eq!(p.server.peer_count(), 0);
-    assert_eq!(p.server.poll_timeout(), None, "the server keeps a timer, so it keeps state");
+    assert_eq!(
+        p.server.poll_timeout(),
+        None,
+        "the server keeps a timer, so it keeps state"
+    );
     let (to, reply) = p.server.poll_transmit().expect("cookie reply");
     assert_eq!(to, client_addr);
     assert!(p.server.poll_transmit().is_none());
@@ -552,7 +727,15 @@ fn hard_reset_alone_creates_no_state_and_bad_cookies_are_dropped() {
     let mut plain = Vec::new();
     bogus.encode(&mut plain);
     let mut wire = Vec::new();
-    wrap.wrap(ReplayId { id: 2, time: pair::UNIX0 as u32 }, &plain, &mut wire).expect("wrap");
+    wrap.wrap(
+        ReplayId {
+            id: 2,
+            time: pair::UNIX0 as u32,
+        },
+        &plain,
+        &mut wire,
+    )
+    .expect("wrap");
     p.server.handle_datagram(now, client_addr, &wire);
     assert_eq!(p.server.stats.dropped_bad_cookie, 1);
     assert_eq!(p.server.stats.sessions_created, 0);
@@ -567,7 +750,12 @@ fn hard_reset_alone_creates_no_state_and_bad_cookies_are_dropped() {
     assert_eq!(p.server.stats.sessions_created, 0);
     p.server.handle_datagram(now, client_addr, &ack);
     assert_eq!(p.server.stats.sessions_created, 1);
-    assert!(p.handshake(SECS(10)), "client {:?} server {:?}", p.client_seen, p.server_seen);
+    assert!(
+        p.handshake(SECS(10)),
+        "client {:?} server {:?}",
+        p.client_seen,
+        p.server_seen
+    );
     exchange_data(&mut p, 900);
 }
 
@@ -581,11 +769,28 @@ fn client_restart_from_same_address_replaces_the_old_session() {
     p.run_until(SECS(2), MS(100), |_| false);
     p.restart_client(99);
     let ok = p.run_until(SECS(30), MS(100), |p| {
-        p.client_peer.as_ref().is_some_and(|c| c.keys().tx.is_some())
-            && p.server_peer().is_some_and(|s| !Arc::ptr_eq(&s, &old_peer) && s.keys().tx.is_some())
+        p.client_peer
+            .as_ref()
+            .is_some_and(|c| c.keys().tx.is_some())
+            && p.server_peer()
+                .is_some_and(|s| !Arc::ptr_eq(&s, &old_peer) && s.keys().tx.is_some())
     });
-    assert!(ok, "reconnect failed at {:?}: client {:?} server {:?} stats {:?}\n{}", p.elapsed(), p.client_seen, p.server_seen, p.server.stats, p.trace.join("\n"));
-    assert!(p.server_seen.iter().any(|s| matches!(s, Seen::PeerDown(0, _))), "{:?}", p.server_seen);
+    assert!(
+        ok,
+        "reconnect failed at {:?}: client {:?} server {:?} stats {:?}\n{}",
+        p.elapsed(),
+        p.client_seen,
+        p.server_seen,
+        p.server.stats,
+        p.trace.join("\n")
+    );
+    assert!(
+        p.server_seen
+            .iter()
+            .any(|s| matches!(s, Seen::PeerDown(0, _))),
+        "{:?}",
+        p.server_seen
+    );
     assert_eq!(p.server.peer_count(), 1);
     exchange_data(&mut p, 1000);
 }
@@ -609,8 +814,16 @@ fn client_exit_takes_the_peer_down() {
     assert!(p.handshake(SECS(10)));
     let now = p.now;
     p.client.shutdown(now, "EXIT");
-    assert!(p.run_until(SECS(30), MS(100), |p| p.server_seen.iter().any(|s| matches!(s, Seen::PeerDown(..)))));
-    assert!(p.server_seen.contains(&Seen::PeerDown(0, CloseReason::PeerExit("EXIT".into()))), "{:?}", p.server_seen);
+    assert!(p.run_until(SECS(30), MS(100), |p| p
+        .server_seen
+        .iter()
+        .any(|s| matches!(s, Seen::PeerDown(..)))));
+    assert!(
+        p.server_seen
+            .contains(&Seen::PeerDown(0, CloseReason::PeerExit("EXIT".into()))),
+        "{:?}",
+        p.server_seen
+    );
     assert_eq!(p.server.peer_count(), 0);
     assert!(p.server_peer().is_none());
 }
@@ -630,8 +843,16 @@ fn half_open_connection_times_out_on_the_server() {
             Fate::Deliver
         }
     }));
-    assert!(p.run_until(SECS(120), MS(500), |p| p.server_seen.iter().any(|s| matches!(s, Seen::HandshakeFailed(_)))));
-    assert!(p.server_seen.contains(&Seen::HandshakeFailed(CloseReason::HandshakeTimeout)), "{:?}", p.server_seen);
+    assert!(p.run_until(SECS(120), MS(500), |p| p
+        .server_seen
+        .iter()
+        .any(|s| matches!(s, Seen::HandshakeFailed(_)))));
+    assert!(
+        p.server_seen
+            .contains(&Seen::HandshakeFailed(CloseReason::HandshakeTimeout)),
+        "{:?}",
+        p.server_seen
+    );
     assert_eq!(p.server.stats.sessions_created, 1);
     assert_eq!(p.server.poll_timeout(), None);
 }

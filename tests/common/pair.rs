@@ -85,7 +85,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { wrap: Wrap::TlsCrypt, server_extra: String::new(), client_extra: String::new(), client_iv_proto: None }
+        Options {
+            wrap: Wrap::TlsCrypt,
+            server_extra: String::new(),
+            client_extra: String::new(),
+            client_iv_proto: None,
+        }
     }
 }
 
@@ -169,7 +174,8 @@ pub type Impair = Box<dyn FnMut(Dir, &[u8]) -> Fate>;
 
 /// Whether a datagram is a data-channel packet (P_DATA_V1/V2).
 pub fn is_data(b: &[u8]) -> bool {
-    b.first().is_some_and(|&f| f >> 3 == Opcode::DataV1 as u8 || f >> 3 == Opcode::DataV2 as u8)
+    b.first()
+        .is_some_and(|&f| f >> 3 == Opcode::DataV1 as u8 || f >> 3 == Opcode::DataV2 as u8)
 }
 
 /// What one side of the pair saw, for assertions.
@@ -276,9 +282,21 @@ impl Pair {
         }
         let now = Instant::now();
         let max = splan.settings.max_clients as usize;
-        let server = ServerCore::new(splan.settings, splan.pool, splan.directory, now, UNIX0, [seed; 32]);
-        let client = Session::new_client(cplan.session.clone(), now, UNIX0, [seed.wrapping_add(1); 32])
-            .expect("client session");
+        let server = ServerCore::new(
+            splan.settings,
+            splan.pool,
+            splan.directory,
+            now,
+            UNIX0,
+            [seed; 32],
+        );
+        let client = Session::new_client(
+            cplan.session.clone(),
+            now,
+            UNIX0,
+            [seed.wrapping_add(1); 32],
+        )
+        .expect("client session");
         Pair {
             now,
             start: now,
@@ -328,7 +346,12 @@ impl Pair {
             None => Fate::Deliver,
         };
         let op = bytes.first().map_or(0, |b| b >> 3);
-        self.trace.push(format!("{:?} {dir:?} op={op} len={} {:?}", self.elapsed(), bytes.len(), fate_name(&fate)));
+        self.trace.push(format!(
+            "{:?} {dir:?} op={op} len={} {:?}",
+            self.elapsed(),
+            bytes.len(),
+            fate_name(&fate)
+        ));
         let link = match dir {
             Dir::ToServer => &mut self.to_server,
             Dir::ToClient => &mut self.to_client,
@@ -402,7 +425,10 @@ impl Pair {
         self.release_held();
         self.pump();
         let mut target = self.now + max;
-        for t in [self.client.poll_timeout(), self.server.poll_timeout()].into_iter().flatten() {
+        for t in [self.client.poll_timeout(), self.server.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
             target = target.min(t);
         }
         // A deadline in the past is handled now; never move time backwards.
@@ -414,7 +440,12 @@ impl Pair {
 
     /// Advance the fake clock (in steps of at most `step`) until `pred` holds or `limit` of
     /// fake time passed since the call. Returns whether `pred` held.
-    pub fn run_until(&mut self, limit: Duration, step: Duration, mut pred: impl FnMut(&Pair) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        mut pred: impl FnMut(&Pair) -> bool,
+    ) -> bool {
         let end = self.now + limit;
         let mut spins = 0u32;
         self.pump();
@@ -445,7 +476,10 @@ impl Pair {
 
     /// Both ends have data keys and the client has its PUSH_REPLY.
     pub fn established(&self) -> bool {
-        let client_ok = self.client_peer.as_ref().is_some_and(|p| p.keys().tx.is_some());
+        let client_ok = self
+            .client_peer
+            .as_ref()
+            .is_some_and(|p| p.keys().tx.is_some());
         let server_ok = self.server_peers.iter().any(|p| p.keys().tx.is_some());
         client_ok && server_ok
     }
@@ -465,13 +499,18 @@ impl Pair {
         let now = self.now;
         match ev {
             Event::PushReply(opts) => {
-                let filtered = pushed::filter(&opts, &self.client_plan.pull_filters, false).expect("pull-filter");
+                let filtered = pushed::filter(&opts, &self.client_plan.pull_filters, false)
+                    .expect("pull-filter");
                 let p = pushed::parse(&filtered);
                 let cipher = choose_cipher(&self.client_plan, &p);
                 self.client_seen.push(Seen::PushReply(opts));
                 match cipher {
-                    Some(cipher) => self.client.set_data_params(now, DataParams { cipher, ekm: p.ekm }),
-                    None => self.client_seen.push(Seen::Message("no usable pushed cipher".into())),
+                    Some(cipher) => self
+                        .client
+                        .set_data_params(now, DataParams { cipher, ekm: p.ekm }),
+                    None => self
+                        .client_seen
+                        .push(Seen::Message("no usable pushed cipher".into())),
                 }
                 let peer = Peer::new(
                     PeerId(p.peer_id.unwrap_or(0)),
@@ -482,12 +521,26 @@ impl Pair {
                 self.client_peer = Some(Arc::new(peer));
                 self.pushed = Some(p);
             }
-            Event::KeysReady { key_id, cipher, key_block, tx_now } => {
+            Event::KeysReady {
+                key_id,
+                cipher,
+                key_block,
+                tx_now,
+            } => {
                 self.client_seen.push(Seen::Keys { key_id, tx_now });
-                self.client_blocks.insert(key_id, key_block.as_bytes().to_vec());
+                self.client_blocks
+                    .insert(key_id, key_block.as_bytes().to_vec());
                 let peer = self.client_peer.as_ref().expect("keys before PUSH_REPLY");
-                let slot =
-                    Arc::new(key_slot(key_id, cipher, &key_block, Side::Client, self.client_plan.replay_window).expect("client key slot"));
+                let slot = Arc::new(
+                    key_slot(
+                        key_id,
+                        cipher,
+                        &key_block,
+                        Side::Client,
+                        self.client_plan.replay_window,
+                    )
+                    .expect("client key slot"),
+                );
                 // client/run.rs `install_key`.
                 peer.update_keys(|r| {
                     r.rx.retain(|k| k.key_id != key_id);
@@ -516,7 +569,9 @@ impl Pair {
             }
             Event::Closed(r) => self.client_seen.push(Seen::Closed(r)),
             Event::Message(m) => self.client_seen.push(Seen::Message(format!("{m:?}"))),
-            Event::ClientAuthRequest { .. } => self.client_seen.push(Seen::Message("auth request at client".into())),
+            Event::ClientAuthRequest { .. } => self
+                .client_seen
+                .push(Seen::Message("auth request at client".into())),
         }
     }
 
@@ -524,14 +579,32 @@ impl Pair {
         match ev {
             ServerEvent::PeerUp(up) => {
                 self.server_seen.push(Seen::PeerUp(up.peer_id.0));
-                let peer = Arc::new(Peer::new(up.peer_id, up.data_v2, up.remote, up.common_name.clone()));
+                let peer = Arc::new(Peer::new(
+                    up.peer_id,
+                    up.data_v2,
+                    up.remote,
+                    up.common_name.clone(),
+                ));
                 self.server_peers.insert(peer);
             }
-            ServerEvent::Keys { peer_id, key_id, cipher, key_block, tx_now } => {
+            ServerEvent::Keys {
+                peer_id,
+                key_id,
+                cipher,
+                key_block,
+                tx_now,
+            } => {
                 self.server_seen.push(Seen::Keys { key_id, tx_now });
-                self.server_blocks.insert(key_id, key_block.as_bytes().to_vec());
-                let peer = self.server_peers.get(peer_id).expect("keys for unknown peer");
-                let slot = Arc::new(key_slot(key_id, cipher, &key_block, Side::Server, self.server_replay).expect("server key slot"));
+                self.server_blocks
+                    .insert(key_id, key_block.as_bytes().to_vec());
+                let peer = self
+                    .server_peers
+                    .get(peer_id)
+                    .expect("keys for unknown peer");
+                let slot = Arc::new(
+                    key_slot(key_id, cipher, &key_block, Side::Server, self.server_replay)
+                        .expect("server key slot"),
+                );
                 // server/run.rs `apply`.
                 peer.update_keys(|r: &mut KeyRing| {
                     r.rx.retain(|k| k.key_id != key_id);
@@ -558,11 +631,15 @@ impl Pair {
                     peer.update_keys(|r| retire(r, key_id));
                 }
             }
-            ServerEvent::PeerDown { peer_id, reason, .. } => {
+            ServerEvent::PeerDown {
+                peer_id, reason, ..
+            } => {
                 self.server_seen.push(Seen::PeerDown(peer_id.0, reason));
                 self.server_peers.remove(peer_id);
             }
-            ServerEvent::HandshakeFailed { reason, .. } => self.server_seen.push(Seen::HandshakeFailed(reason)),
+            ServerEvent::HandshakeFailed { reason, .. } => {
+                self.server_seen.push(Seen::HandshakeFailed(reason))
+            }
         }
     }
 
@@ -620,8 +697,13 @@ impl Pair {
 
     /// Start over with a fresh client session from the same address (a client restart).
     pub fn restart_client(&mut self, seed: u8) {
-        self.client = Session::new_client(self.client_plan.session.clone(), self.now, self.unix(), [seed; 32])
-            .expect("client session");
+        self.client = Session::new_client(
+            self.client_plan.session.clone(),
+            self.now,
+            self.unix(),
+            [seed; 32],
+        )
+        .expect("client session");
         self.client_peer = None;
         self.pushed = None;
         self.client_blocks.clear();
@@ -682,7 +764,10 @@ pub fn seal(peer: &Peer, plain: &[u8]) -> Option<(Vec<u8>, u8)> {
     let mut b = vec![0u8; HEADROOM + plain.len()];
     b[HEADROOM..].copy_from_slice(plain);
     let peer_id = peer.data_v2.then_some(peer.id.0);
-    let range = slot.tx.seal_in_place(slot.key_id, peer_id, &mut b, plain.len()).ok()?;
+    let range = slot
+        .tx
+        .seal_in_place(slot.key_id, peer_id, &mut b, plain.len())
+        .ok()?;
     Some((b[range].to_vec(), slot.key_id))
 }
 
@@ -694,7 +779,10 @@ pub fn open(peer: &Peer, wire: &[u8], now_secs: u64) -> Result<Received, DropRea
     let mut buf = wire.to_vec();
     let mut replay = slot.replay.lock().expect("replay lock");
     let plain = slot.rx.open_in_place(&mut buf, &mut replay, now_secs)?;
-    Ok(Received { key_id: h.key_id, plain: plain.to_vec() })
+    Ok(Received {
+        key_id: h.key_id,
+        plain: plain.to_vec(),
+    })
 }
 
 /// A minimal IPv4/UDP packet from `src` to `dst` carrying `tag` as payload.

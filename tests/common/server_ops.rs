@@ -53,7 +53,13 @@ pub fn run(data: &[u8]) {
         1 => Wrap::TlsCrypt,
         _ => Wrap::TlsAuth,
     };
-    let mut p = Pair::with_seed(&Options { wrap, ..Options::default() }, 3);
+    let mut p = Pair::with_seed(
+        &Options {
+            wrap,
+            ..Options::default()
+        },
+        3,
+    );
     let client = p.client_addr;
     // Bound the work per input: ops and fake time.
     for _ in 0..256 {
@@ -126,8 +132,18 @@ pub fn run(data: &[u8]) {
                 let now = p.now;
                 match inp.byte() % 3 {
                     0 => p.server.shutdown_all(now, "RESTART"),
-                    1 => p.server.kill_peer(now, PeerId(0), Some("HALT"), fwd::proto::session::CloseReason::Local("test".into())),
-                    _ => p.server.kill_peer(now, PeerId(0), None, fwd::proto::session::CloseReason::Local("test".into())),
+                    1 => p.server.kill_peer(
+                        now,
+                        PeerId(0),
+                        Some("HALT"),
+                        fwd::proto::session::CloseReason::Local("test".into()),
+                    ),
+                    _ => p.server.kill_peer(
+                        now,
+                        PeerId(0),
+                        None,
+                        fwd::proto::session::CloseReason::Local("test".into()),
+                    ),
                 }
             }
         }
