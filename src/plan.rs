@@ -125,8 +125,14 @@ fn session_config(
             wrap::Role::Server
         },
     )?;
-    let peer_info =
-        client.then(|| messages::peer_info_string(&ciphers, messages::IV_PROTO_FWD, 1600));
+    // A client that insists on the PRF must not offer TLS-EKM: the server would push
+    // `tls-ekm` and derive different keys than we do.
+    let iv_proto = if cfg.force_prf {
+        messages::IV_PROTO_FWD & !messages::IV_PROTO_TLS_KEY_EXPORT
+    } else {
+        messages::IV_PROTO_FWD
+    };
+    let peer_info = client.then(|| messages::peer_info_string(&ciphers, iv_proto, 1600));
     Ok(SessionConfig {
         role,
         wrap: Arc::new(wrap),
@@ -155,7 +161,8 @@ fn listen_addr(cfg: &Config) -> (SocketAddr, Option<bool>) {
 
 /// A seconds option where 0 (or absent) means "off".
 fn timer(secs: Option<u32>) -> Option<Duration> {
-    secs.filter(|&s| s > 0).map(|s| Duration::from_secs(s.into()))
+    secs.filter(|&s| s > 0)
+        .map(|s| Duration::from_secs(s.into()))
 }
 
 /// The ccd directory as a [`ClientDirectory`].

@@ -248,12 +248,10 @@ impl ServerCore {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, wire: &[u8]) {
         if let Some(&id) = self.by_addr.get(&from) {
             if let Some(conn) = self.conns.get_mut(&id) {
-                // A new hard reset from the address of a live session is a reconnect: it goes
-                // through the cookie handshake and replaces the old session once authenticated.
-                let is_new_reset = wire.first().map(|b| b >> 3)
-                    == Some(Opcode::ControlHardResetClientV2 as u8)
-                    && !same_session(conn, wire);
-                if !is_new_reset {
+                // Anything carrying another session id from the address of a live session is a
+                // reconnect (its hard reset, then the packet echoing our cookie): it goes
+                // through the cookie handshake, which replaces the old session.
+                if same_session(conn, wire) {
                     conn.session.handle_datagram(now, wire);
                     self.drain_conn(now, id);
                     return;
