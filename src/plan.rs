@@ -24,9 +24,7 @@ use crate::proto::messages;
 use crate::proto::session::{SessionConfig, TlsSide};
 use crate::proto::tls::{self, RemoteCertTls, TlsIdentity, TlsPolicy, TlsVersion, X509NameType};
 use crate::proto::wrap::{self, Digest, KeyDirection, StaticKey, WrapKeys};
-use crate::server::core::{
-    ClientDirectory, ClientOverrides, NoDirectory, ServerSettings, V4Layout,
-};
+use crate::server::core::{ClientDirectory, NoDirectory, ServerSettings, V4Layout};
 use crate::server::run::{ServerPlan, TunV4};
 
 /// TLS bytes per control packet: 1250-byte tls-mtu minus IPv6/UDP (48), the worst-case
@@ -172,25 +170,12 @@ pub struct CcdDirectory {
 }
 
 impl ClientDirectory for CcdDirectory {
-    fn lookup(&mut self, cn: &str) -> Result<Option<ClientOverrides>, String> {
+    fn lookup(&mut self, cn: &str) -> Result<Option<ccd::CcdEntry>, String> {
         let entry = ccd::load_for(&self.dir, cn, self.exclusive).map_err(|e| e.to_string())?;
         match entry {
             None if self.exclusive => Err(format!("ccd-exclusive: no ccd file for {cn}")),
             None => Ok(None),
-            Some(e) => Ok(Some(ClientOverrides {
-                ifconfig_push: e
-                    .ifconfig_push
-                    .map(|p| (p.alias.unwrap_or(p.local), p.remote_netmask)),
-                ifconfig_ipv6_push: e
-                    .ifconfig_ipv6_push
-                    .map(|p| (p.addr.addr(), p.addr.prefix_len(), p.remote)),
-                iroutes: e.iroutes.iter().map(|n| n.trunc()).collect(),
-                iroutes_v6: e.iroutes_v6.clone(),
-                push: e.push.clone(),
-                push_reset: e.push_reset,
-                push_remove: e.push_remove.clone(),
-                disable: e.disable,
-            })),
+            Some(e) => Ok(Some(e)),
         }
     }
 }
