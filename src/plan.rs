@@ -24,9 +24,7 @@ use crate::proto::messages;
 use crate::proto::session::{SessionConfig, TlsSide};
 use crate::proto::tls::{self, RemoteCertTls, TlsIdentity, TlsPolicy, TlsVersion, X509NameType};
 use crate::proto::wrap::{self, Digest, KeyDirection, StaticKey, WrapKeys};
-use crate::server::core::{
-    ClientDirectory, ClientOverrides, NoDirectory, ServerSettings, V4Layout,
-};
+use crate::server::core::{ClientDirectory, NoDirectory, ServerSettings, V4Layout};
 use crate::server::run::{ServerPlan, TunV4};
 
 /// TLS bytes per control packet: 1250-byte tls-mtu minus IPv6/UDP (48), the worst-case
@@ -125,8 +123,14 @@ fn session_config(
             wrap::Role::Server
         },
     )?;
-    let peer_info =
-        client.then(|| messages::peer_info_string(&ciphers, messages::IV_PROTO_FWD, 1600));
+    // A client that insists on the PRF must not offer TLS-EKM: the server would push
+    // `tls-ekm` and derive different keys than we do.
+    let iv_proto = if cfg.force_prf {
+        messages::IV_PROTO_FWD & !messages::IV_PROTO_TLS_KEY_EXPORT
+    } else {
+        messages::IV_PROTO_FWD
+    };
+    let peer_info = client.then(|| messages::peer_info_string(&ciphers, iv_proto, 1600));
     Ok(SessionConfig {
         role,
         wrap: Arc::new(wrap),
@@ -153,6 +157,12 @@ fn listen_addr(cfg: &Config) -> (SocketAddr, Option<bool>) {
     }
 }
 
+/// A seconds option where 0 (or absent) means "off".
+fn timer(secs: Option<u32>) -> Option<Duration> {
+    secs.filter(|&s| s > 0)
+        .map(|s| Duration::from_secs(s.into()))
+}
+
 /// The ccd directory as a [`ClientDirectory`].
 pub struct CcdDirectory {
     pub dir: PathBuf,
@@ -160,25 +170,12 @@ pub struct CcdDirectory {
 }
 
 impl ClientDirectory for CcdDirectory {
-    fn lookup(&mut self, cn: &str) -> Result<Option<ClientOverrides>, String> {
+    fn lookup(&mut self, cn: &str) -> Result<Option<ccd::CcdEntry>, String> {
         let entry = ccd::load_for(&self.dir, cn, self.exclusive).map_err(|e| e.to_string())?;
         match entry {
             None if self.exclusive => Err(format!("ccd-exclusive: no ccd file for {cn}")),
             None => Ok(None),
-            Some(e) => Ok(Some(ClientOverrides {
-                ifconfig_push: e
-                    .ifconfig_push
-                    .map(|p| (p.alias.unwrap_or(p.local), p.remote_netmask)),
-                ifconfig_ipv6_push: e
-                    .ifconfig_ipv6_push
-                    .map(|p| (p.addr.addr(), p.addr.prefix_len(), p.remote)),
-                iroutes: e.iroutes.iter().map(|n| n.trunc()).collect(),
-                iroutes_v6: e.iroutes_v6.clone(),
-                push: e.push.clone(),
-                push_reset: e.push_reset,
-                push_remove: e.push_remove.clone(),
-                disable: e.disable,
-            })),
+            Some(e) => Ok(Some(e)),
         }
     }
 }
@@ -319,14 +316,8 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         tun_v4,
         tun_v6,
         routes,
-        ping: cfg
-            .ping
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg
-            .ping_restart
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
+        ping: timer(cfg.ping),
+        ping_restart: timer(cfg.ping_restart),
         client_to_client: cfg.client_to_client,
         reneg: RenegLimits {
             bytes: cfg.reneg_bytes.filter(|&b| b > 0),
@@ -422,14 +413,8 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         data_ciphers_fallback,
         pull_filters,
         route_nopull: cfg.route_nopull,
-        ping: cfg
-            .ping
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg
-            .ping_restart
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
+        ping: timer(cfg.ping),
+        ping_restart: timer(cfg.ping_restart),
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         exit_notify: cfg.explicit_exit_notify,

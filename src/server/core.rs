@@ -20,6 +20,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use ring::hmac;
 
+use crate::config::ccd::CcdEntry;
 use crate::pool::{Pool, PoolError, SlotId};
 use crate::proto::data::{Cipher, KeyBlock};
 use crate::proto::messages::{
@@ -32,33 +33,18 @@ use crate::proto::wrap::ReplayId;
 use crate::route::PeerId;
 use crate::server::push::{self, ClientPush, PushedV4, PushedV6};
 
-/// What a ccd file (or an auth backend) says about one client.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClientOverrides {
-    /// `ifconfig-push LOCAL REMOTE-NETMASK`.
-    pub ifconfig_push: Option<(Ipv4Addr, Ipv4Addr)>,
-    /// `ifconfig-ipv6-push ADDR/BITS [REMOTE]`.
-    pub ifconfig_ipv6_push: Option<(Ipv6Addr, u8, Option<Ipv6Addr>)>,
-    pub iroutes: Vec<Ipv4Net>,
-    pub iroutes_v6: Vec<Ipv6Net>,
-    pub push: Vec<String>,
-    pub push_reset: bool,
-    pub push_remove: Vec<String>,
-    pub disable: bool,
-}
-
 /// Per-client configuration lookup (ccd). Runs on the control thread at connect time.
 pub trait ClientDirectory {
     /// `Ok(None)`: no file for this client (and no DEFAULT). `Err`: the client must be refused
     /// (e.g. `ccd-exclusive` without a file, or a broken file), with the reason for the log.
-    fn lookup(&mut self, common_name: &str) -> Result<Option<ClientOverrides>, String>;
+    fn lookup(&mut self, common_name: &str) -> Result<Option<CcdEntry>, String>;
 }
 
 /// No ccd directory configured.
 pub struct NoDirectory;
 
 impl ClientDirectory for NoDirectory {
-    fn lookup(&mut self, _: &str) -> Result<Option<ClientOverrides>, String> {
+    fn lookup(&mut self, _: &str) -> Result<Option<CcdEntry>, String> {
         Ok(None)
     }
 }
@@ -262,12 +248,10 @@ impl ServerCore {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, wire: &[u8]) {
         if let Some(&id) = self.by_addr.get(&from) {
             if let Some(conn) = self.conns.get_mut(&id) {
-                // A new hard reset from the address of a live session is a reconnect: it goes
-                // through the cookie handshake and replaces the old session once authenticated.
-                let is_new_reset = wire.first().map(|b| b >> 3)
-                    == Some(Opcode::ControlHardResetClientV2 as u8)
-                    && !same_session(conn, wire);
-                if !is_new_reset {
+                // Anything carrying another session id from the address of a live session is a
+                // reconnect (its hard reset, then the packet echoing our cookie): it goes
+                // through the cookie handshake, which replaces the old session.
+                if same_session(conn, wire) {
                     conn.session.handle_datagram(now, wire);
                     self.drain_conn(now, id);
                     return;
@@ -634,7 +618,19 @@ impl ServerCore {
             remote,
             v4,
             v6,
-            iroutes: overrides.iroutes.clone(),
+            // An `ifconfig-push` alias (the client's address as the server sees it behind NAT)
+            // routes to this client like an iroute.
+            iroutes: overrides
+                .iroutes
+                .iter()
+                .map(|n| n.trunc())
+                .chain(
+                    overrides
+                        .ifconfig_push
+                        .and_then(|p| p.alias)
+                        .map(Ipv4Net::from),
+                )
+                .collect(),
             iroutes_v6: overrides.iroutes_v6.clone(),
             data_v2,
             cipher,
@@ -654,16 +650,18 @@ impl ServerCore {
         ))
     }
 
-    fn assign_addresses(&mut self, cn: &str, o: &ClientOverrides) -> Result<Assignment, PoolError> {
+    fn assign_addresses(&mut self, cn: &str, o: &CcdEntry) -> Result<Assignment, PoolError> {
         let server_v6 = self.settings.server_v6;
-        let static_v6 = o.ifconfig_ipv6_push.map(|(addr, bits, remote)| PushedV6 {
-            addr,
-            prefix_len: bits,
-            remote: remote
+        let static_v6 = o.ifconfig_ipv6_push.map(|p| PushedV6 {
+            addr: p.addr.addr(),
+            prefix_len: p.addr.prefix_len(),
+            remote: p
+                .remote
                 .or(server_v6.map(|s| s.0))
                 .unwrap_or(Ipv6Addr::UNSPECIFIED),
         });
-        if let Some((local, remote_or_mask)) = o.ifconfig_push {
+        if let Some(p) = o.ifconfig_push {
+            let (local, remote_or_mask) = (p.local, p.remote_netmask);
             // A static IPv4 address disables pool IPv6 for that client (OpenVPN 2.6).
             let v4 = match self.settings.v4_layout {
                 V4Layout::Subnet { .. } => PushedV4::Subnet {
