@@ -348,7 +348,7 @@ fn connect_once(
     result
 }
 
-fn choose_cipher(plan: &ClientPlan, p: &Pushed) -> Result<Cipher> {
+pub fn choose_cipher(plan: &ClientPlan, p: &Pushed) -> Result<Cipher> {
     match &p.cipher {
         Some(name) => {
             let c = Cipher::from_name(name)
@@ -373,21 +373,10 @@ fn install_key(
     tx: bool,
     replay: (u32, u64),
 ) -> Result<()> {
-    let slot = Arc::new(forward::key_slot(
-        key_id,
-        cipher,
-        block,
-        Side::Client,
-        replay,
-    )?);
-    peer.update_keys(|r| {
-        r.rx.retain(|k| k.key_id != key_id);
-        r.rx.insert(0, slot.clone());
-        r.rx.truncate(2);
-        if tx || r.tx.is_none() {
-            r.tx = Some(slot);
-        }
-    });
+    peer.install_key(
+        forward::key_slot(key_id, cipher, block, Side::Client, replay)?,
+        tx,
+    );
     Ok(())
 }
 
@@ -638,17 +627,8 @@ fn control_loop(
                     install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?;
                     tracing::info!(key_id, ?cipher, "Data Channel: renegotiated key installed");
                 }
-                Event::TxSwitch { key_id } => peer.update_keys(|r| {
-                    if let Some(k) = r.rx_key(key_id).cloned() {
-                        r.tx = Some(k);
-                    }
-                }),
-                Event::KeyRetired { key_id } => peer.update_keys(|r| {
-                    r.rx.retain(|k| k.key_id != key_id);
-                    if r.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
-                        r.tx = r.rx.first().cloned();
-                    }
-                }),
+                Event::TxSwitch { key_id } => peer.switch_tx(key_id),
+                Event::KeyRetired { key_id } => peer.retire_key(key_id),
                 Event::Message(ControlMessage::Halt(m)) => return Ok(Outcome::Halted(m)),
                 Event::Closed(reason) => return Ok(Outcome::Lost(reason)),
                 _ => {}

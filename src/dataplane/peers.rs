@@ -109,6 +109,41 @@ impl Peer {
         self.keys.store(Arc::new(ring));
     }
 
+    /// Install a new key generation (`Event::KeysReady` / `ServerEvent::Keys`): it is accepted
+    /// at once, next to at most one older key; it sends at once if `tx_now` or if nothing else
+    /// can.
+    pub fn install_key(&self, slot: KeySlot, tx_now: bool) {
+        let slot = Arc::new(slot);
+        let key_id = slot.key_id;
+        self.update_keys(|r| {
+            r.rx.retain(|k| k.key_id != key_id);
+            r.rx.insert(0, slot.clone());
+            r.rx.truncate(2);
+            if tx_now || r.tx.is_none() {
+                r.tx = Some(slot);
+            }
+        });
+    }
+
+    /// Start sending with `key_id` (`TxSwitch`).
+    pub fn switch_tx(&self, key_id: u8) {
+        self.update_keys(|r| {
+            if let Some(k) = r.rx_key(key_id).cloned() {
+                r.tx = Some(k);
+            }
+        });
+    }
+
+    /// Stop accepting `key_id` (`KeyRetired`); if it was sending, the newest other key sends.
+    pub fn retire_key(&self, key_id: u8) {
+        self.update_keys(|r| {
+            r.rx.retain(|k| k.key_id != key_id);
+            if r.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
+                r.tx = r.rx.first().cloned();
+            }
+        });
+    }
+
     /// Bytes and packets in both directions since the peer came up.
     pub fn traffic(&self) -> (u64, u64) {
         let s = &self.stats;

@@ -17,7 +17,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::RngCore;
 
 use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
-use crate::dataplane::peers::{KeyRing, Peer, PeerTable, RenegLimits};
+use crate::dataplane::peers::{Peer, PeerTable, RenegLimits};
 use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
 use crate::mgmt::reply::{LoadStats, LocalInfo, ServerState};
 use crate::mgmt::server::{MgmtRequest, Request};
@@ -390,37 +390,18 @@ impl Control {
                     Side::Server,
                     self.replay_window,
                 ) {
-                    Ok(slot) => {
-                        let slot = Arc::new(slot);
-                        peer.update_keys(|r: &mut KeyRing| {
-                            r.rx.retain(|k| k.key_id != key_id);
-                            r.rx.insert(0, slot.clone());
-                            r.rx.truncate(2);
-                            if tx_now || r.tx.is_none() {
-                                r.tx = Some(slot);
-                            }
-                        });
-                    }
+                    Ok(slot) => peer.install_key(slot, tx_now),
                     Err(e) => tracing::warn!(peer_id = peer_id.0, "data keys not usable: {e}"),
                 }
             }
             ServerEvent::TxSwitch { peer_id, key_id } => {
                 if let Some(peer) = self.peers.get(peer_id) {
-                    peer.update_keys(|r| {
-                        if let Some(k) = r.rx_key(key_id).cloned() {
-                            r.tx = Some(k);
-                        }
-                    });
+                    peer.switch_tx(key_id);
                 }
             }
             ServerEvent::KeyRetired { peer_id, key_id } => {
                 if let Some(peer) = self.peers.get(peer_id) {
-                    peer.update_keys(|r| {
-                        r.rx.retain(|k| k.key_id != key_id);
-                        if r.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
-                            r.tx = r.rx.first().cloned();
-                        }
-                    });
+                    peer.retire_key(key_id);
                 }
             }
             ServerEvent::PeerDown {

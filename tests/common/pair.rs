@@ -19,11 +19,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fwd::client::pushed::{self, Pushed};
-use fwd::client::run::ClientPlan;
+use fwd::client::run::{choose_cipher, ClientPlan};
 use fwd::dataplane::forward::key_slot;
-use fwd::dataplane::peers::{KeyRing, Peer, PeerTable};
+use fwd::dataplane::peers::{Peer, PeerTable};
 use fwd::pki::{render_static_key_v1, Pki};
-use fwd::proto::data::{parse_data_header, Cipher, DropReason, Side, HEADROOM};
+use fwd::proto::data::{parse_data_header, DropReason, Side, HEADROOM};
 use fwd::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
 use fwd::proto::wire::Opcode;
 use fwd::route::PeerId;
@@ -502,7 +502,7 @@ impl Pair {
                 let filtered = pushed::filter(&opts, &self.client_plan.pull_filters, false)
                     .expect("pull-filter");
                 let p = pushed::parse(&filtered);
-                let cipher = choose_cipher(&self.client_plan, &p);
+                let cipher = choose_cipher(&self.client_plan, &p).ok();
                 self.client_seen.push(Seen::PushReply(opts));
                 match cipher {
                     Some(cipher) => self
@@ -531,40 +531,26 @@ impl Pair {
                 self.client_blocks
                     .insert(key_id, key_block.as_bytes().to_vec());
                 let peer = self.client_peer.as_ref().expect("keys before PUSH_REPLY");
-                let slot = Arc::new(
-                    key_slot(
-                        key_id,
-                        cipher,
-                        &key_block,
-                        Side::Client,
-                        self.client_plan.replay_window,
-                    )
-                    .expect("client key slot"),
-                );
-                // client/run.rs `install_key`.
-                peer.update_keys(|r| {
-                    r.rx.retain(|k| k.key_id != key_id);
-                    r.rx.insert(0, slot.clone());
-                    r.rx.truncate(2);
-                    if tx_now || r.tx.is_none() {
-                        r.tx = Some(slot);
-                    }
-                });
+                let slot = key_slot(
+                    key_id,
+                    cipher,
+                    &key_block,
+                    Side::Client,
+                    self.client_plan.replay_window,
+                )
+                .expect("client key slot");
+                peer.install_key(slot, tx_now);
             }
             Event::TxSwitch { key_id } => {
                 self.client_seen.push(Seen::TxSwitch(key_id));
                 if let Some(peer) = &self.client_peer {
-                    peer.update_keys(|r| {
-                        if let Some(k) = r.rx_key(key_id).cloned() {
-                            r.tx = Some(k);
-                        }
-                    });
+                    peer.switch_tx(key_id);
                 }
             }
             Event::KeyRetired { key_id } => {
                 self.client_seen.push(Seen::KeyRetired(key_id));
                 if let Some(peer) = &self.client_peer {
-                    peer.update_keys(|r| retire(r, key_id));
+                    peer.retire_key(key_id);
                 }
             }
             Event::Closed(r) => self.client_seen.push(Seen::Closed(r)),
@@ -601,34 +587,20 @@ impl Pair {
                     .server_peers
                     .get(peer_id)
                     .expect("keys for unknown peer");
-                let slot = Arc::new(
-                    key_slot(key_id, cipher, &key_block, Side::Server, self.server_replay)
-                        .expect("server key slot"),
-                );
-                // server/run.rs `apply`.
-                peer.update_keys(|r: &mut KeyRing| {
-                    r.rx.retain(|k| k.key_id != key_id);
-                    r.rx.insert(0, slot.clone());
-                    r.rx.truncate(2);
-                    if tx_now || r.tx.is_none() {
-                        r.tx = Some(slot);
-                    }
-                });
+                let slot = key_slot(key_id, cipher, &key_block, Side::Server, self.server_replay)
+                    .expect("server key slot");
+                peer.install_key(slot, tx_now);
             }
             ServerEvent::TxSwitch { peer_id, key_id } => {
                 self.server_seen.push(Seen::TxSwitch(key_id));
                 if let Some(peer) = self.server_peers.get(peer_id) {
-                    peer.update_keys(|r| {
-                        if let Some(k) = r.rx_key(key_id).cloned() {
-                            r.tx = Some(k);
-                        }
-                    });
+                    peer.switch_tx(key_id);
                 }
             }
             ServerEvent::KeyRetired { peer_id, key_id } => {
                 self.server_seen.push(Seen::KeyRetired(key_id));
                 if let Some(peer) = self.server_peers.get(peer_id) {
-                    peer.update_keys(|r| retire(r, key_id));
+                    peer.retire_key(key_id);
                 }
             }
             ServerEvent::PeerDown {
@@ -736,24 +708,6 @@ impl Pair {
         let (wire, key_id) = self.server_seal(plain)?;
         self.send(Dir::ToClient, wire);
         Some(key_id)
-    }
-}
-
-fn retire(r: &mut KeyRing, key_id: u8) {
-    r.rx.retain(|k| k.key_id != key_id);
-    if r.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
-        r.tx = r.rx.first().cloned();
-    }
-}
-
-/// client/run.rs `choose_cipher`.
-fn choose_cipher(plan: &ClientPlan, p: &Pushed) -> Option<Cipher> {
-    match &p.cipher {
-        Some(name) => {
-            let c = Cipher::from_name(name)?;
-            (plan.data_ciphers.contains(&c) || plan.data_ciphers_fallback == Some(c)).then_some(c)
-        }
-        None => plan.data_ciphers_fallback,
     }
 }
 
