@@ -53,6 +53,8 @@ pub enum Command {
     Bytecount(u32),
     /// `verb` (show) / `verb N` (set).
     Verb(Option<u32>),
+    /// `drops` (fwd only): packets dropped, by reason.
+    Drops,
 }
 
 impl Command {
@@ -60,7 +62,11 @@ impl Command {
     pub fn needs_server(&self) -> bool {
         matches!(
             self,
-            Command::Status(_) | Command::LoadStats | Command::Kill(_) | Command::ClientKill { .. }
+            Command::Status(_)
+                | Command::LoadStats
+                | Command::Kill(_)
+                | Command::ClientKill { .. }
+                | Command::Drops
         )
     }
 }
@@ -208,6 +214,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "pid" => Command::Pid,
         "exit" | "quit" => Command::Quit,
         "load-stats" => Command::LoadStats,
+        "drops" => Command::Drops,
         "version" => Command::Version(arg(1).map(|v| u32::try_from(atoi(v)).unwrap_or(0))),
         "status" => {
             let n = arg(1).map_or(0, atoi);
@@ -303,6 +310,7 @@ mod tests {
         assert_eq!(parse("status abc"), Ok(Command::Status(None)));
         assert_eq!(parse("status -1"), Err(CommandError::StatusVersion));
         assert_eq!(parse("  load-stats  "), Ok(Command::LoadStats));
+        assert_eq!(parse("drops"), Ok(Command::Drops));
         assert_eq!(parse(""), Ok(Command::Empty));
         assert_eq!(parse("  \r\n"), Ok(Command::Empty));
         assert_eq!(parse("quit"), Ok(Command::Quit));

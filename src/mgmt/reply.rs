@@ -36,6 +36,8 @@ pub trait ServerState {
     fn client_kill(&mut self, cid: u64, message: &str) -> bool;
     /// `(client id, bytes in, bytes out)` per client, for `>BYTECOUNT_CLI`.
     fn byte_counts(&mut self) -> Vec<(u64, u64, u64)>;
+    /// Dropped packets by reason (data plane and control channel), for `drops`.
+    fn drop_counters(&self) -> Vec<(&'static str, u64)>;
 }
 
 /// Static facts the connection threads answer from.
@@ -92,6 +94,14 @@ pub fn execute(cmd: &Command, state: &mut dyn ServerState) -> Option<String> {
                 line("ERROR: client-kill command failed")
             }
         }
+        Command::Drops => {
+            let mut out = String::new();
+            for (name, n) in state.drop_counters() {
+                out.push_str(&line(&format!("{name},{n}")));
+            }
+            out.push_str(&line("END"));
+            out
+        }
         _ => return None,
     })
 }
@@ -136,7 +146,8 @@ pub fn local(cmd: &Command, info: &LocalInfo) -> Option<String> {
         | Command::Status(_)
         | Command::LoadStats
         | Command::Kill(_)
-        | Command::ClientKill { .. } => return None,
+        | Command::ClientKill { .. }
+        | Command::Drops => return None,
     })
 }
 
@@ -152,6 +163,7 @@ pub fn help(title: &str) -> String {
         "load-stats             : Show global server load stats.",
         "pid                    : Show process ID of the current OpenVPN process.",
         "client-kill CID [M]    : Kill client instance CID with message M (def=RESTART)",
+        "drops                  : Show dropped packets by reason (fwd).",
         "state [on|off] [N|all] : Like log, but show state history.",
         "status [n]             : Show current daemon status info using format #n.",
         "verb [n]               : Set log verbosity level to n, or show if n is absent.",
@@ -219,6 +231,9 @@ mod tests {
         }
         fn byte_counts(&mut self) -> Vec<(u64, u64, u64)> {
             vec![(0, 2760, 2371)]
+        }
+        fn drop_counters(&self) -> Vec<(&'static str, u64)> {
+            vec![("replay", 3), ("control_bad_cookie", 1)]
         }
     }
 

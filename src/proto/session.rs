@@ -189,6 +189,7 @@ pub struct Session {
     close_after_linger: Option<CloseReason>,
     events: VecDeque<Event>,
     closed: bool,
+    dropped: u64,
     rng: StdRng,
     scratch: Vec<u8>,
 }
@@ -261,6 +262,7 @@ impl Session {
             close_after_linger: None,
             events: VecDeque::new(),
             closed: false,
+            dropped: 0,
             rng,
             scratch: Vec::with_capacity(2048),
         }
@@ -296,43 +298,53 @@ impl Session {
         if self.closed {
             return;
         }
+        match self.authenticate(now, wire) {
+            Ok(pkt) => {
+                self.handle_packet(now, pkt);
+                self.drive(now);
+            }
+            Err(why) => {
+                self.dropped += 1;
+                tracing::debug!("control packet dropped: {why}");
+            }
+        }
+    }
+
+    /// Unwrap, replay-check and parse a datagram; the replay window moves only for a packet
+    /// that authenticated and parsed.
+    fn authenticate(&mut self, now: Instant, wire: &[u8]) -> Result<ControlPacket, String> {
         let mut plain = std::mem::take(&mut self.scratch);
         plain.clear();
-        let replay_id = match self.cfg.wrap.unwrap(wire, &mut plain) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!("control packet dropped: {e}");
-                self.scratch = plain;
-                return;
+        let result = (|| {
+            let replay_id = self
+                .cfg
+                .wrap
+                .unwrap(wire, &mut plain)
+                .map_err(|e| e.to_string())?;
+            let unix = self.unix(now);
+            if replay_id.is_some_and(|r| !self.replay_rx.check(r, unix)) {
+                return Err("replay".to_string());
             }
-        };
-        let unix = self.unix(now);
-        if let Some(r) = replay_id {
-            if !self.replay_rx.check(r, unix) {
-                tracing::debug!("control packet dropped: replay");
-                self.scratch = plain;
-                return;
+            let pkt = ControlPacket::parse(&plain).map_err(|e| e.to_string())?;
+            if let Some(r) = replay_id {
+                self.replay_rx.commit(r, unix);
             }
-        }
-        let pkt = match ControlPacket::parse(&plain) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!("control packet dropped: {e}");
-                self.scratch = plain;
-                return;
-            }
-        };
+            Ok(pkt)
+        })();
         self.scratch = plain;
-        if let Some(r) = replay_id {
-            self.replay_rx.commit(r, unix);
-        }
-        self.handle_packet(now, pkt);
-        self.drive(now);
+        result
+    }
+
+    /// Control datagrams dropped so far (bad authentication, replay, malformed, wrong session
+    /// or key id, rejected by the reliability layer).
+    pub fn dropped_packets(&self) -> u64 {
+        self.dropped
     }
 
     fn handle_packet(&mut self, now: Instant, pkt: ControlPacket) {
         match (self.cfg.role, self.remote_sid) {
             (_, Some(sid)) if sid != pkt.session_id => {
+                self.dropped += 1;
                 tracing::debug!("control packet from a different session dropped");
                 return;
             }
@@ -359,6 +371,7 @@ impl Session {
                     }
                     0
                 } else {
+                    self.dropped += 1;
                     tracing::debug!(
                         key_id = pkt.key_id.get(),
                         "control packet for unknown key id dropped"
@@ -368,6 +381,7 @@ impl Session {
             }
         };
         if let Err(e) = self.keys[idx].reliable.handle_packet(now, &pkt) {
+            self.dropped += 1;
             tracing::debug!("control packet rejected: {e}");
         }
     }

@@ -167,6 +167,8 @@ fn same_session(conn: &Conn, wire: &[u8]) -> bool {
 /// Counters of refused input, for status and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ControlStats {
+    /// Dropped by live sessions (bad authentication, replay, malformed, wrong session).
+    pub dropped_in_session: u64,
     pub dropped_unauthenticated: u64,
     pub dropped_bad_cookie: u64,
     pub dropped_rate_limited: u64,
@@ -252,7 +254,9 @@ impl ServerCore {
                 // reconnect (its hard reset, then the packet echoing our cookie): it goes
                 // through the cookie handshake, which replaces the old session.
                 if same_session(conn, wire) {
+                    let before = conn.session.dropped_packets();
                     conn.session.handle_datagram(now, wire);
+                    self.stats.dropped_in_session += conn.session.dropped_packets() - before;
                     self.drain_conn(now, id);
                     return;
                 }

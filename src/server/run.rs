@@ -212,6 +212,7 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         status_version,
         retired_bytes: (0, 0),
         title: crate::mgmt::title(),
+        drops: drops.clone(),
     };
     ctl.run(&control_rx, mgmt_rx, &stop);
     if plan.exit_notify {
@@ -276,6 +277,7 @@ struct Control {
     /// UDP bytes (in, out) of peers that are gone, for `load-stats`.
     retired_bytes: (u64, u64),
     title: String,
+    drops: Arc<DropCounters>,
 }
 
 impl Control {
@@ -631,6 +633,21 @@ impl ServerState for Control {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    fn drop_counters(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.core.stats;
+        forward::Drop::NAMES
+            .iter()
+            .copied()
+            .zip(self.drops.snapshot())
+            .chain([
+                ("control_in_session", c.dropped_in_session),
+                ("control_unauthenticated", c.dropped_unauthenticated),
+                ("control_bad_cookie", c.dropped_bad_cookie),
+                ("control_rate_limited", c.dropped_rate_limited),
+            ])
+            .collect()
     }
 }
 
