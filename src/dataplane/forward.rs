@@ -169,6 +169,25 @@ fn is_link_local_v6(a: IpAddr) -> bool {
 }
 
 impl Forwarder {
+    /// A shard's forwarder over the shared tables.
+    pub fn new(
+        mode: Mode,
+        peers: Arc<PeerTable>,
+        routes: Arc<RouteTable>,
+        control: Sender<ToControl>,
+        drops: Arc<DropCounters>,
+        clock: Clock,
+    ) -> Self {
+        Forwarder {
+            mode,
+            peers,
+            routes,
+            control,
+            drops,
+            clock,
+        }
+    }
+
     /// A datagram from the outside. `buf[HEADROOM..HEADROOM + len]` holds it.
     pub fn udp_in(&self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
         let Some(pkt) = buf.get(HEADROOM..HEADROOM + len) else {
