@@ -483,8 +483,9 @@ impl Driver {
 
     /// Submits the queued outputs.
     fn flush(&mut self) -> io::Result<()> {
-        let ops = std::mem::take(&mut self.out.ops);
-        for op in ops {
+        // Drained and handed back so the queue keeps its capacity across batches.
+        let mut ops = std::mem::take(&mut self.out.ops);
+        for op in ops.drain(..) {
             // `Current` never reaches here: resolved or dropped after each callback.
             let Data::Owned(b, range) = op.data else {
                 continue;
@@ -538,6 +539,7 @@ impl Driver {
             slot.buf = Some(b);
             self.push(&e)?;
         }
+        self.out.ops = ops;
         Ok(())
     }
 
