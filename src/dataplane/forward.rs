@@ -504,3 +504,210 @@ pub fn key_slot(
         replay: std::sync::Mutex::new(replay),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::outputs::{Data, Dest};
+    use super::*;
+    use crate::proto::data::{data_keys, Cipher, KeyBlock, ReplayWindow, Side, TxKey};
+    use ipnet::IpNet;
+
+    const SERVER: [u8; 4] = [10, 8, 0, 1];
+
+    fn block(i: u8) -> KeyBlock {
+        let mut b = [0u8; 256];
+        for (j, x) in b.iter_mut().enumerate() {
+            *x = (j as u8).wrapping_mul(7) ^ i ^ 0x33;
+        }
+        KeyBlock::new(b)
+    }
+
+    fn remote(i: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, i], 5000))
+    }
+
+    fn v4(i: u8) -> [u8; 4] {
+        [10, 8, 0, 10 + i]
+    }
+
+    fn ipv4(src: [u8; 4], dst: [u8; 4], len: usize) -> Vec<u8> {
+        let mut p = vec![0xabu8; len];
+        p[0] = 0x45;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p
+    }
+
+    /// A server forwarder with peers 1 and 2 (10.8.0.11, 10.8.0.12) and the clients' keys.
+    fn setup(c2c: bool) -> (Forwarder, Vec<(TxKey, crate::proto::data::RxKey)>) {
+        let peers = Arc::new(PeerTable::new(4));
+        let routes = Arc::new(RouteTable::new());
+        let mut clients = Vec::new();
+        for i in 1..=2u8 {
+            let slot = Arc::new(
+                key_slot(
+                    0,
+                    Cipher::Aes256Gcm,
+                    &block(i),
+                    data::Side::Server,
+                    (64, 15),
+                )
+                .unwrap(),
+            );
+            let p = Arc::new(Peer::new(
+                PeerId(i.into()),
+                true,
+                remote(i),
+                format!("c{i}"),
+            ));
+            p.update_keys(|r| {
+                r.tx = Some(slot.clone());
+                r.rx = vec![slot];
+            });
+            peers.insert(p);
+            routes.insert(
+                IpNet::from(IpAddr::V4(Ipv4Addr::from(v4(i)))),
+                PeerId(i.into()),
+            );
+            clients.push(data_keys(Cipher::Aes256Gcm, &block(i), Side::Client).unwrap());
+        }
+        let (tx, _rx) = crossbeam_channel::bounded(16);
+        let f = Forwarder::new(
+            Mode::Server {
+                client_to_client: c2c,
+            },
+            peers,
+            routes,
+            tx,
+            Arc::new(DropCounters::default()),
+            Clock::new(Instant::now()),
+        );
+        (f, clients)
+    }
+
+    fn in_buf(out: &mut Outputs, pkt: &[u8]) -> Box<[u8]> {
+        let mut b = out.take_buffer().unwrap();
+        b[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(pkt);
+        b
+    }
+
+    fn seal_from_client(tx: &TxKey, peer: u32, plain: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; HEADROOM + plain.len()];
+        b[HEADROOM..].copy_from_slice(plain);
+        let r = tx
+            .seal_in_place(0, Some(peer), &mut b, plain.len())
+            .unwrap();
+        b[r].to_vec()
+    }
+
+    /// The single resolved output: (dest, bytes), and whether it kept the input buffer.
+    fn only_output(out: &Outputs, kept: bool) -> (Dest, Vec<u8>) {
+        assert_eq!(out.ops.len(), 1);
+        assert!(
+            kept,
+            "unicast output must take the input buffer (zero copy)"
+        );
+        match &out.ops[0].data {
+            Data::Owned(b, r) => (out.ops[0].dest, b[r.clone()].to_vec()),
+            Data::Current(_) => panic!("unresolved"),
+        }
+    }
+
+    #[test]
+    fn tun_to_client_in_place() {
+        let (mut f, clients) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(SERVER, v4(2), 100);
+        let mut b = in_buf(&mut out, &pkt);
+        f.tun_in(&mut b, pkt.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, mut wire) = only_output(&out, kept);
+        assert_eq!(dest, Dest::Udp(remote(2)));
+        let mut win = ReplayWindow::default();
+        let plain = clients[1].1.open_in_place(&mut wire, &mut win, 0).unwrap();
+        assert_eq!(plain, &pkt[..]);
+        assert_eq!(
+            f.peers
+                .get(PeerId(2))
+                .unwrap()
+                .stats
+                .packets_out
+                .load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn tun_no_route_dropped() {
+        let (mut f, _) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(SERVER, [10, 8, 0, 99], 60);
+        let mut b = in_buf(&mut out, &pkt);
+        f.tun_in(&mut b, pkt.len(), &mut out);
+        assert!(out.finish_detached(0, b).is_some());
+        assert_eq!(out.queued(), 0);
+        assert_eq!(f.drops.get(Drop::NoRoute), 1);
+    }
+
+    #[test]
+    fn client_to_tun_in_place_and_spoof_check() {
+        let (mut f, clients) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(v4(1), SERVER, 80);
+        let wire = seal_from_client(&clients[0].0, 1, &pkt);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, bytes) = only_output(&out, kept);
+        assert_eq!((dest, bytes), (Dest::Tun, pkt));
+        out.discard();
+
+        // Peer 1 claiming peer 2's address: dropped as spoofed.
+        let spoof = ipv4(v4(2), SERVER, 80);
+        let wire = seal_from_client(&clients[0].0, 1, &spoof);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        assert!(out.finish_detached(0, b).is_some());
+        assert_eq!(out.queued(), 0);
+        assert_eq!(f.drops.get(Drop::Spoofed), 1);
+    }
+
+    #[test]
+    fn client_to_client_resealed_in_place() {
+        let (mut f, clients) = setup(true);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(v4(1), v4(2), 120);
+        let wire = seal_from_client(&clients[0].0, 1, &pkt);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, mut fwd) = only_output(&out, kept);
+        assert_eq!(dest, Dest::Udp(remote(2)));
+        let mut win = ReplayWindow::default();
+        let plain = clients[1].1.open_in_place(&mut fwd, &mut win, 0).unwrap();
+        assert_eq!(plain, &pkt[..]);
+    }
+
+    #[test]
+    fn unknown_peer_and_bad_tag_counted() {
+        let (mut f, clients) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(v4(1), SERVER, 40);
+        let wire = seal_from_client(&clients[0].0, 3, &pkt); // peer id 3: empty slot
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        let mut wire = seal_from_client(&clients[0].0, 1, &pkt);
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        let b2 = out.finish_detached(0, b).unwrap();
+        let mut b2 = {
+            let mut b2 = b2;
+            b2[HEADROOM..HEADROOM + wire.len()].copy_from_slice(&wire);
+            b2
+        };
+        f.udp_in(remote(1), &mut b2, wire.len(), &mut out);
+        assert_eq!(out.queued(), 0);
+        assert_eq!(f.drops.get(Drop::UnknownPeer), 1);
+        assert_eq!(f.drops.snapshot()[0], 1, "bad tag counted as a crypto drop");
+    }
+}
