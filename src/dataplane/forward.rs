@@ -689,6 +689,57 @@ mod tests {
     }
 
     #[test]
+    fn client_mode_both_directions_in_place() {
+        let peers = Arc::new(PeerTable::new(1));
+        let slot = Arc::new(
+            key_slot(
+                0,
+                Cipher::Aes256Gcm,
+                &block(9),
+                data::Side::Client,
+                (64, 15),
+            )
+            .unwrap(),
+        );
+        let server = remote(200);
+        let p = Arc::new(Peer::new(PeerId(0), true, server, "server".into()));
+        p.update_keys(|r| {
+            r.tx = Some(slot.clone());
+            r.rx = vec![slot];
+        });
+        peers.insert(p);
+        let (srv_tx, srv_rx) = data_keys(Cipher::Aes256Gcm, &block(9), Side::Server).unwrap();
+        let (tx, _rx) = crossbeam_channel::bounded(4);
+        let mut f = Forwarder::new(
+            Mode::Client,
+            peers,
+            Arc::new(RouteTable::new()),
+            tx,
+            Arc::new(DropCounters::default()),
+            Clock::new(Instant::now()),
+        );
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4([10, 8, 0, 2], [198, 51, 100, 7], 90);
+        let mut b = in_buf(&mut out, &pkt);
+        f.tun_in(&mut b, pkt.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, mut wire) = only_output(&out, kept);
+        assert_eq!(dest, Dest::Udp(server));
+        let mut win = ReplayWindow::default();
+        assert_eq!(
+            srv_rx.open_in_place(&mut wire, &mut win, 0).unwrap(),
+            &pkt[..]
+        );
+        out.discard();
+
+        let wire = seal_from_client(&srv_tx, 0, &pkt);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(server, &mut b, wire.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        assert_eq!(only_output(&out, kept), (Dest::Tun, pkt));
+    }
+
+    #[test]
     fn unknown_peer_and_bad_tag_counted() {
         let (mut f, clients) = setup(false);
         let mut out = Outputs::new(2048, 16);
