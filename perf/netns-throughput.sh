@@ -3,12 +3,13 @@
 # real openvpn as the server, and (with --fwd) fwd as the server, same lab, same client.
 #
 # Usage: perf/netns-throughput.sh [--fwd PATH] [--fwd-args "ARGS"] [--duration S]
-#                                 [--underlay 4|6] [--keep]
+#                                 [--underlay 4|6] [--reverse] [--keep]
 #
 # Topology: namespace "server" <-veth-> namespace "client1" (tools/lab.sh); a real openvpn
 # 2.6 client in client1; iperf3 server in the server namespace bound to the tunnel
 # addresses (10.8.0.1, fd00:8::1); iperf3 client in client1 (client -> server direction).
-# Measures TCP and UDP with IPv4 and IPv6 payload, S seconds each (default 5).
+# Measures TCP and UDP with IPv4 and IPv6 payload, S seconds each (default 5). --reverse adds
+# TCP server -> client (iperf3 -R: the servers' tun -> encrypt -> UDP path).
 #
 # Exit status: 0 all measured; 3 fwd was given but its tunnel did not come up (the openvpn
 # numbers are still printed); 1 the lab or the openvpn baseline failed.
@@ -24,6 +25,7 @@ FWD_ARGS=
 DURATION=5
 UNDERLAY=4
 KEEP=
+REVERSE=
 while (($#)); do
     case $1 in
     --fwd) FWD=$(readlink -f "$2"); shift 2 ;;
@@ -31,6 +33,7 @@ while (($#)); do
     --duration) DURATION=$2; shift 2 ;;
     --underlay) UNDERLAY=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --reverse) REVERSE=1; shift ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -112,6 +115,7 @@ measure() {
 
 TESTS=("IPv4 TCP|-c 10.8.0.1" "IPv4 UDP|-c 10.8.0.1 -u -b 0 -l 1400"
     "IPv6 TCP|-c fd00:8::1" "IPv6 UDP|-c fd00:8::1 -u -b 0 -l 1380")
+[[ -n $REVERSE ]] && TESTS+=("IPv4 TCP rev|-c 10.8.0.1 -R" "IPv6 TCP rev|-c fd00:8::1 -R")
 declare -A RESULT
 
 # run_server KIND ARGV...: tunnel up with KIND as the server, measure all, tear down.
@@ -180,12 +184,12 @@ ratio() {
 }
 
 lab_kill "$IPERF_PID"
-printf '\n%-10s %14s %14s %12s\n' "payload" "openvpn Mbit/s" "fwd Mbit/s" "fwd/openvpn"
+printf '\n%-12s %14s %14s %12s\n' "payload" "openvpn Mbit/s" "fwd Mbit/s" "fwd/openvpn"
 for t in "${TESTS[@]}"; do
     name=${t%%|*}
     o=${RESULT["openvpn|$name"]}
     f=${RESULT["fwd|$name"]:-n/a}
-    printf '%-10s %14s %14s %12s\n' "$name" "$o" "$f" "$(ratio "$f" "$o")"
+    printf '%-12s %14s %14s %12s\n' "$name" "$o" "$f" "$(ratio "$f" "$o")"
 done
 echo
 echo "fwd: $FWD_STATUS"

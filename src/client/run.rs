@@ -525,14 +525,14 @@ fn forward_loop(
 ) -> Result<Outcome> {
     let ctl_sock = sock.try_clone()?;
     let (tx, rx) = bounded(1024);
-    let fwd = Forwarder {
-        mode: Mode::Client,
-        peers: peers.clone(),
-        routes: Arc::new(RouteTable::new()),
-        control: tx,
-        drops: Arc::new(DropCounters::default()),
+    let fwd = Forwarder::new(
+        Mode::Client,
+        peers.clone(),
+        Arc::new(RouteTable::new()),
+        tx,
+        Arc::new(DropCounters::default()),
         clock,
-    };
+    );
     let shard_stop = Arc::new(AtomicBool::new(false));
     let io = ShardIo::new(sock, queue.try_clone()?)?;
     let shard = spawn_shard(

@@ -6,8 +6,16 @@
 //! `buf[HEADROOM..HEADROOM + len]`. Encryption writes the OpenVPN header and tag into the
 //! headroom; a decrypted packet that goes to another client is re-sealed in place.
 //! Every packet either leaves or is dropped with a counted [`Drop`] reason; nothing panics.
+//!
+//! Hot-path rules (see perf/RESULTS.md "Forwarder"): a unicast packet leaves in the very
+//! buffer it arrived in (`*_in_place` outputs, no copy); the route table is read through this
+//! shard's [`RouteCache`] (one atomic load when it did not change, no shared reference count);
+//! peers are borrowed through `arc_swap` guards, not cloned; the clock is read once per batch
+//! ([`ShardHandler::on_tick`]), so per-packet timestamps (replay window seconds, peer
+//! last-seen) may lag by up to one shard tick.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +25,7 @@ use crossbeam_channel::Sender;
 use crate::proto::data::{self, DropReason, HEADROOM};
 use crate::proto::messages::{classify_plaintext, Plain};
 use crate::proto::wire::Opcode;
-use crate::route::{PeerId, RouteTable};
+use crate::route::{PeerId, RouteCache, RouteTable};
 
 use super::peers::{Peer, PeerTable};
 use super::{Outputs, ShardHandler};
@@ -131,6 +139,11 @@ pub struct Forwarder {
     pub control: Sender<ToControl>,
     pub drops: Arc<DropCounters>,
     pub clock: Clock,
+    /// This shard's view of `routes`.
+    route_cache: RouteCache,
+    /// `clock.ms()` as of the last [`ShardHandler::on_tick`] (after every batch, at least once
+    /// per tick): one clock read per batch instead of one or two per packet.
+    now_ms: u64,
 }
 
 struct Inner {
@@ -169,8 +182,34 @@ fn is_link_local_v6(a: IpAddr) -> bool {
 }
 
 impl Forwarder {
+    /// A shard's forwarder over the shared tables.
+    pub fn new(
+        mode: Mode,
+        peers: Arc<PeerTable>,
+        routes: Arc<RouteTable>,
+        control: Sender<ToControl>,
+        drops: Arc<DropCounters>,
+        clock: Clock,
+    ) -> Self {
+        Forwarder {
+            mode,
+            route_cache: routes.cache(),
+            peers,
+            routes,
+            control,
+            drops,
+            clock,
+            now_ms: clock.ms(Instant::now()),
+        }
+    }
+
+    /// Re-reads the clock (the shard does it after every batch).
+    pub fn refresh_clock(&mut self) {
+        self.now_ms = self.clock.ms(Instant::now());
+    }
+
     /// A datagram from the outside. `buf[HEADROOM..HEADROOM + len]` holds it.
-    pub fn udp_in(&self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
+    pub fn udp_in(&mut self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
         let Some(pkt) = buf.get(HEADROOM..HEADROOM + len) else {
             return;
         };
@@ -187,24 +226,38 @@ impl Forwarder {
             }
             return;
         }
-        let peer = match self.mode {
-            Mode::Client => self.peers.get(PeerId(0)),
-            Mode::Server { .. } => {
-                let id = if is_v2 && len >= 4 {
-                    u32::from_be_bytes([0, pkt[1], pkt[2], pkt[3]])
-                } else {
-                    NO_PEER_ID
-                };
-                if id == NO_PEER_ID {
-                    self.peers.by_addr(from)
-                } else {
-                    self.peers.get(PeerId(id))
+        let id = match (self.mode, pkt.get(1..4)) {
+            (Mode::Client, _) => Some(PeerId(0)),
+            (Mode::Server { .. }, Some(&[a, b, c])) if is_v2 => {
+                let id = u32::from_be_bytes([0, a, b, c]);
+                (id != NO_PEER_ID).then_some(PeerId(id))
+            }
+            _ => None,
+        };
+        // P_DATA_V1 / no peer id: the rare linear search by address yields an owned `Arc`;
+        // the common case borrows the slot through a guard.
+        let (guard, owned);
+        let peer: &Peer = match id {
+            Some(id) => {
+                guard = self.peers.load(id);
+                match guard.as_ref().and_then(|g| g.as_deref()) {
+                    Some(p) => p,
+                    None => {
+                        self.drops.count(Drop::UnknownPeer);
+                        return;
+                    }
                 }
             }
-        };
-        let Some(peer) = peer else {
-            self.drops.count(Drop::UnknownPeer);
-            return;
+            None => {
+                owned = self.peers.by_addr(from);
+                match owned.as_deref() {
+                    Some(p) => p,
+                    None => {
+                        self.drops.count(Drop::UnknownPeer);
+                        return;
+                    }
+                }
+            }
         };
         let key_id = first & 7;
         let ring = peer.keys();
@@ -212,14 +265,15 @@ impl Forwarder {
             self.drops.count(Drop::NoKey);
             return;
         };
-        let now = Instant::now();
-        let now_ms = self.clock.ms(now);
+        let now_ms = self.now_ms;
         let header = if is_v2 { 4 } else { 1 };
         let plain_len = {
             let Ok(mut replay) = slot.replay.lock() else {
                 return;
             };
-            let wire = &mut buf[HEADROOM..HEADROOM + len];
+            let Some(wire) = buf.get_mut(HEADROOM..HEADROOM + len) else {
+                return;
+            };
             match slot.rx.open_in_place(wire, &mut replay, now_ms / 1000) {
                 Ok(p) => p.len(),
                 Err(e) => {
@@ -252,15 +306,15 @@ impl Forwarder {
             Plain::Ip => {}
         }
         match self.mode {
-            Mode::Client => out.write_tun(plain),
+            Mode::Client => out.write_tun_in_place(start..start + plain_len),
             Mode::Server { client_to_client } => {
-                self.route_from_client(&peer, buf, start, plain_len, client_to_client, out)
+                self.route_from_client(peer, buf, start, plain_len, client_to_client, out)
             }
         }
     }
 
     fn route_from_client(
-        &self,
+        &mut self,
         peer: &Peer,
         buf: &mut [u8],
         start: usize,
@@ -272,8 +326,14 @@ impl Forwarder {
             self.drops.count(Drop::BadIp);
             return;
         };
-        let table = self.routes.snapshot();
-        if table.lookup(inner.src) != Some(peer.id) {
+        let (src_owner, dst_owner) = {
+            let table = self.route_cache.load();
+            let dst = (client_to_client && !is_multicast(inner.dst))
+                .then(|| table.lookup(inner.dst))
+                .flatten();
+            (table.lookup(inner.src), dst)
+        };
+        if src_owner != Some(peer.id) {
             if !is_link_local_v6(inner.src) {
                 self.drops.count(Drop::Spoofed);
             }
@@ -281,42 +341,48 @@ impl Forwarder {
         }
         if client_to_client {
             if is_multicast(inner.dst) {
-                let data = buf[start..start + plain_len].to_vec();
+                let Some(data) = buf.get(start..start + plain_len) else {
+                    return;
+                };
+                let data = data.to_vec();
                 for other in self.peers.iter().filter(|p| p.id != peer.id) {
                     self.seal_copy(&other, &data, out);
                 }
-            } else if let Some(dst) = table.lookup(inner.dst) {
+            } else if let Some(dst) = dst_owner {
                 if dst != peer.id {
-                    if let Some(other) = self.peers.get(dst) {
+                    let other = self.peers.load(dst);
+                    if let Some(other) = other.as_ref().and_then(|g| g.as_deref()) {
                         // Re-seal in place: the plaintext already has HEADROOM bytes before it.
-                        let sub = &mut buf[start - HEADROOM..];
-                        self.seal_and_send(&other, sub, plain_len, out);
+                        self.seal_in_place(other, buf, start - HEADROOM, plain_len, out);
                     }
                     return;
                 }
             }
         }
-        out.write_tun(&buf[start..start + plain_len]);
+        out.write_tun_in_place(start..start + plain_len);
     }
 
     /// A packet read from the tun queue. `buf[HEADROOM..HEADROOM + len]` holds it.
-    pub fn tun_in(&self, buf: &mut [u8], len: usize, out: &mut Outputs) {
-        let peer = match self.mode {
-            Mode::Client => self.peers.get(PeerId(0)),
+    pub fn tun_in(&mut self, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        let id = match self.mode {
+            Mode::Client => PeerId(0),
             Mode::Server { .. } => {
                 let Some(inner) = buf.get(HEADROOM..HEADROOM + len).and_then(inner_addrs) else {
                     self.drops.count(Drop::BadIp);
                     return;
                 };
                 if is_multicast(inner.dst) {
-                    let data = buf[HEADROOM..HEADROOM + len].to_vec();
+                    let Some(data) = buf.get(HEADROOM..HEADROOM + len) else {
+                        return;
+                    };
+                    let data = data.to_vec();
                     for p in self.peers.iter() {
                         self.seal_copy(&p, &data, out);
                     }
                     return;
                 }
-                match self.routes.snapshot().lookup(inner.dst) {
-                    Some(id) => self.peers.get(id),
+                match self.route_cache.load().lookup(inner.dst) {
+                    Some(id) => id,
                     None => {
                         self.drops.count(Drop::NoRoute);
                         return;
@@ -324,33 +390,66 @@ impl Forwarder {
                 }
             }
         };
-        match peer {
-            Some(p) => self.seal_and_send(&p, buf, len, out),
+        let guard = self.peers.load(id);
+        match guard.as_ref().and_then(|g| g.as_deref()) {
+            Some(p) => self.seal_in_place(p, buf, 0, len, out),
             None => self.drops.count(Drop::NoRoute),
         }
     }
 
     fn seal_copy(&self, peer: &Peer, data: &[u8], out: &mut Outputs) {
         let mut b = vec![0u8; HEADROOM + data.len()];
-        b[HEADROOM..].copy_from_slice(data);
+        if let Some(dst) = b.get_mut(HEADROOM..) {
+            dst.copy_from_slice(data);
+        }
         self.seal_and_send(peer, &mut b, data.len(), out);
     }
 
-    /// Seal `buf[HEADROOM..HEADROOM + len]` for `peer` and queue it.
+    /// Seal `buf[HEADROOM..HEADROOM + len]` (any buffer) for `peer` and queue a copy.
     pub fn seal_and_send(&self, peer: &Peer, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        if let Some((to, range)) = self.seal(peer, buf, len) {
+            if let Some(wire) = buf.get(range) {
+                out.send_udp(to, wire);
+            }
+        }
+    }
+
+    /// Seal `buf[base + HEADROOM..][..len]`, where `buf` is the buffer the shard handed to
+    /// the current callback, and queue it without copying.
+    fn seal_in_place(
+        &self,
+        peer: &Peer,
+        buf: &mut [u8],
+        base: usize,
+        len: usize,
+        out: &mut Outputs,
+    ) {
+        let Some(sub) = buf.get_mut(base..) else {
+            return;
+        };
+        if let Some((to, range)) = self.seal(peer, sub, len) {
+            out.send_udp_in_place(to, base + range.start..base + range.end);
+        }
+    }
+
+    /// Seals `buf[HEADROOM..HEADROOM + len]` for `peer`; the wire packet's range in `buf`
+    /// and its destination, or `None` (counted) when it cannot be sent.
+    fn seal(&self, peer: &Peer, buf: &mut [u8], len: usize) -> Option<(SocketAddr, Range<usize>)> {
         let ring = peer.keys();
         let Some(slot) = ring.tx.as_ref() else {
             self.drops.count(Drop::NoKey);
-            return;
+            return None;
         };
         let peer_id = peer.data_v2.then_some(peer.id.0);
         match slot.tx.seal_in_place(slot.key_id, peer_id, buf, len) {
             Ok(range) => {
-                let bytes = range.len();
-                out.send_udp(peer.remote(), &buf[range]);
-                peer.touch_tx(self.clock.ms(Instant::now()), bytes);
+                peer.touch_tx(self.now_ms, range.len());
+                Some((peer.remote(), range))
             }
-            Err(_) => self.drops.count(Drop::Seal),
+            Err(_) => {
+                self.drops.count(Drop::Seal);
+                None
+            }
         }
     }
 }
@@ -364,7 +463,12 @@ impl ShardHandler for Forwarder {
         self.tun_in(buf, len, out)
     }
 
-    fn on_tick(&mut self, _out: &mut Outputs) {}
+    fn on_tick(&mut self, _out: &mut Outputs) {
+        self.refresh_clock();
+        // Picks up a new route snapshot now rather than at the next packet, so an idle shard
+        // does not keep an old one alive (RouteCache doc).
+        let _ = self.route_cache.load();
+    }
 }
 
 /// Seal one plaintext (a keepalive ping, OCC_EXIT) for `peer` into a fresh datagram.
@@ -399,4 +503,262 @@ pub fn key_slot(
         rx,
         replay: std::sync::Mutex::new(replay),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::outputs::{Data, Dest};
+    use super::*;
+    use crate::proto::data::{data_keys, Cipher, KeyBlock, ReplayWindow, Side, TxKey};
+    use ipnet::IpNet;
+
+    const SERVER: [u8; 4] = [10, 8, 0, 1];
+
+    fn block(i: u8) -> KeyBlock {
+        let mut b = [0u8; 256];
+        for (j, x) in b.iter_mut().enumerate() {
+            *x = (j as u8).wrapping_mul(7) ^ i ^ 0x33;
+        }
+        KeyBlock::new(b)
+    }
+
+    fn remote(i: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, i], 5000))
+    }
+
+    fn v4(i: u8) -> [u8; 4] {
+        [10, 8, 0, 10 + i]
+    }
+
+    fn ipv4(src: [u8; 4], dst: [u8; 4], len: usize) -> Vec<u8> {
+        let mut p = vec![0xabu8; len];
+        p[0] = 0x45;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p
+    }
+
+    /// A server forwarder with peers 1 and 2 (10.8.0.11, 10.8.0.12) and the clients' keys.
+    fn setup(c2c: bool) -> (Forwarder, Vec<(TxKey, crate::proto::data::RxKey)>) {
+        let peers = Arc::new(PeerTable::new(4));
+        let routes = Arc::new(RouteTable::new());
+        let mut clients = Vec::new();
+        for i in 1..=2u8 {
+            let slot = Arc::new(
+                key_slot(
+                    0,
+                    Cipher::Aes256Gcm,
+                    &block(i),
+                    data::Side::Server,
+                    (64, 15),
+                )
+                .unwrap(),
+            );
+            let p = Arc::new(Peer::new(
+                PeerId(i.into()),
+                true,
+                remote(i),
+                format!("c{i}"),
+            ));
+            p.update_keys(|r| {
+                r.tx = Some(slot.clone());
+                r.rx = vec![slot];
+            });
+            peers.insert(p);
+            routes.insert(
+                IpNet::from(IpAddr::V4(Ipv4Addr::from(v4(i)))),
+                PeerId(i.into()),
+            );
+            clients.push(data_keys(Cipher::Aes256Gcm, &block(i), Side::Client).unwrap());
+        }
+        let (tx, _rx) = crossbeam_channel::bounded(16);
+        let f = Forwarder::new(
+            Mode::Server {
+                client_to_client: c2c,
+            },
+            peers,
+            routes,
+            tx,
+            Arc::new(DropCounters::default()),
+            Clock::new(Instant::now()),
+        );
+        (f, clients)
+    }
+
+    fn in_buf(out: &mut Outputs, pkt: &[u8]) -> Box<[u8]> {
+        let mut b = out.take_buffer().unwrap();
+        b[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(pkt);
+        b
+    }
+
+    fn seal_from_client(tx: &TxKey, peer: u32, plain: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; HEADROOM + plain.len()];
+        b[HEADROOM..].copy_from_slice(plain);
+        let r = tx
+            .seal_in_place(0, Some(peer), &mut b, plain.len())
+            .unwrap();
+        b[r].to_vec()
+    }
+
+    /// The single resolved output: (dest, bytes), and whether it kept the input buffer.
+    fn only_output(out: &Outputs, kept: bool) -> (Dest, Vec<u8>) {
+        assert_eq!(out.ops.len(), 1);
+        assert!(
+            kept,
+            "unicast output must take the input buffer (zero copy)"
+        );
+        match &out.ops[0].data {
+            Data::Owned(b, r) => (out.ops[0].dest, b[r.clone()].to_vec()),
+            Data::Current(_) => panic!("unresolved"),
+        }
+    }
+
+    #[test]
+    fn tun_to_client_in_place() {
+        let (mut f, clients) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(SERVER, v4(2), 100);
+        let mut b = in_buf(&mut out, &pkt);
+        f.tun_in(&mut b, pkt.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, mut wire) = only_output(&out, kept);
+        assert_eq!(dest, Dest::Udp(remote(2)));
+        let mut win = ReplayWindow::default();
+        let plain = clients[1].1.open_in_place(&mut wire, &mut win, 0).unwrap();
+        assert_eq!(plain, &pkt[..]);
+        assert_eq!(
+            f.peers
+                .get(PeerId(2))
+                .unwrap()
+                .stats
+                .packets_out
+                .load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn tun_no_route_dropped() {
+        let (mut f, _) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(SERVER, [10, 8, 0, 99], 60);
+        let mut b = in_buf(&mut out, &pkt);
+        f.tun_in(&mut b, pkt.len(), &mut out);
+        assert!(out.finish_detached(0, b).is_some());
+        assert_eq!(out.queued(), 0);
+        assert_eq!(f.drops.get(Drop::NoRoute), 1);
+    }
+
+    #[test]
+    fn client_to_tun_in_place_and_spoof_check() {
+        let (mut f, clients) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(v4(1), SERVER, 80);
+        let wire = seal_from_client(&clients[0].0, 1, &pkt);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, bytes) = only_output(&out, kept);
+        assert_eq!((dest, bytes), (Dest::Tun, pkt));
+        out.discard();
+
+        // Peer 1 claiming peer 2's address: dropped as spoofed.
+        let spoof = ipv4(v4(2), SERVER, 80);
+        let wire = seal_from_client(&clients[0].0, 1, &spoof);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        assert!(out.finish_detached(0, b).is_some());
+        assert_eq!(out.queued(), 0);
+        assert_eq!(f.drops.get(Drop::Spoofed), 1);
+    }
+
+    #[test]
+    fn client_to_client_resealed_in_place() {
+        let (mut f, clients) = setup(true);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(v4(1), v4(2), 120);
+        let wire = seal_from_client(&clients[0].0, 1, &pkt);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, mut fwd) = only_output(&out, kept);
+        assert_eq!(dest, Dest::Udp(remote(2)));
+        let mut win = ReplayWindow::default();
+        let plain = clients[1].1.open_in_place(&mut fwd, &mut win, 0).unwrap();
+        assert_eq!(plain, &pkt[..]);
+    }
+
+    #[test]
+    fn client_mode_both_directions_in_place() {
+        let peers = Arc::new(PeerTable::new(1));
+        let slot = Arc::new(
+            key_slot(
+                0,
+                Cipher::Aes256Gcm,
+                &block(9),
+                data::Side::Client,
+                (64, 15),
+            )
+            .unwrap(),
+        );
+        let server = remote(200);
+        let p = Arc::new(Peer::new(PeerId(0), true, server, "server".into()));
+        p.update_keys(|r| {
+            r.tx = Some(slot.clone());
+            r.rx = vec![slot];
+        });
+        peers.insert(p);
+        let (srv_tx, srv_rx) = data_keys(Cipher::Aes256Gcm, &block(9), Side::Server).unwrap();
+        let (tx, _rx) = crossbeam_channel::bounded(4);
+        let mut f = Forwarder::new(
+            Mode::Client,
+            peers,
+            Arc::new(RouteTable::new()),
+            tx,
+            Arc::new(DropCounters::default()),
+            Clock::new(Instant::now()),
+        );
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4([10, 8, 0, 2], [198, 51, 100, 7], 90);
+        let mut b = in_buf(&mut out, &pkt);
+        f.tun_in(&mut b, pkt.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        let (dest, mut wire) = only_output(&out, kept);
+        assert_eq!(dest, Dest::Udp(server));
+        let mut win = ReplayWindow::default();
+        assert_eq!(
+            srv_rx.open_in_place(&mut wire, &mut win, 0).unwrap(),
+            &pkt[..]
+        );
+        out.discard();
+
+        let wire = seal_from_client(&srv_tx, 0, &pkt);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(server, &mut b, wire.len(), &mut out);
+        let kept = out.finish_detached(0, b).is_none();
+        assert_eq!(only_output(&out, kept), (Dest::Tun, pkt));
+    }
+
+    #[test]
+    fn unknown_peer_and_bad_tag_counted() {
+        let (mut f, clients) = setup(false);
+        let mut out = Outputs::new(2048, 16);
+        let pkt = ipv4(v4(1), SERVER, 40);
+        let wire = seal_from_client(&clients[0].0, 3, &pkt); // peer id 3: empty slot
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        let mut wire = seal_from_client(&clients[0].0, 1, &pkt);
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        let b2 = out.finish_detached(0, b).unwrap();
+        let mut b2 = {
+            let mut b2 = b2;
+            b2[HEADROOM..HEADROOM + wire.len()].copy_from_slice(&wire);
+            b2
+        };
+        f.udp_in(remote(1), &mut b2, wire.len(), &mut out);
+        assert_eq!(out.queued(), 0);
+        assert_eq!(f.drops.get(Drop::UnknownPeer), 1);
+        assert_eq!(f.drops.snapshot()[0], 1, "bad tag counted as a crypto drop");
+    }
 }

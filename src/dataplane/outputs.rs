@@ -102,6 +102,48 @@ impl Outputs {
         });
     }
 
+    /// An `Outputs` attached to no driver, for benchmarks and tests outside the crate: the
+    /// caller plays the driver with [`Outputs::take_buffer`], [`Outputs::finish_detached`]
+    /// and [`Outputs::discard`]. Nothing is ever sent.
+    pub fn new_detached(buf_len: usize, max_buffers: usize) -> Self {
+        Outputs::new(buf_len, max_buffers)
+    }
+
+    /// Detached use: a pool buffer (`buf_len` bytes) to receive a packet into, as a driver
+    /// would post it; `None` when the pool is exhausted.
+    pub fn take_buffer(&mut self) -> Option<Box<[u8]>> {
+        self.pool.alloc()
+    }
+
+    /// Detached use: what a driver does after `on_udp`/`on_tun` returned. `start` is
+    /// [`Outputs::queued`] before the call, `cur` the buffer handed to it. Returns `cur`
+    /// when no output kept it (else a later [`Outputs::discard`] recycles it).
+    pub fn finish_detached(&mut self, start: usize, cur: Box<[u8]>) -> Option<Box<[u8]>> {
+        self.resolve_current(start, cur)
+    }
+
+    /// Number of outputs queued and not yet submitted.
+    pub fn queued(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Detached use: drops every queued output, returning its buffer to the pool, as a
+    /// driver does once the kernel completed it. Returns (outputs, bytes) dropped.
+    pub fn discard(&mut self) -> (usize, usize) {
+        let (mut n, mut bytes) = (0, 0);
+        for op in self.ops.drain(..) {
+            n += 1;
+            match op.data {
+                Data::Owned(b, r) => {
+                    bytes += r.len();
+                    self.pool.recycle(b);
+                }
+                Data::Current(r) => bytes += r.len(),
+            }
+        }
+        (n, bytes)
+    }
+
     /// Counters of this shard.
     pub fn stats(&self) -> &ShardStats {
         &self.stats

@@ -216,6 +216,13 @@ impl PeerTable {
         self.slots.get(id.0 as usize)?.load_full()
     }
 
+    /// Borrows the peer in slot `id` without touching its reference count (an `arc_swap`
+    /// guard: the per-packet path; keep it short-lived). `None` when `id` is out of range.
+    #[inline]
+    pub fn load(&self, id: PeerId) -> Option<arc_swap::Guard<Option<Arc<Peer>>>> {
+        Some(self.slots.get(id.0 as usize)?.load())
+    }
+
     /// Control thread only.
     pub fn insert(&self, peer: Arc<Peer>) {
         if let Some(s) = self.slots.get(peer.id.0 as usize) {

@@ -159,9 +159,10 @@ fn read_tun<H: ShardHandler>(
 }
 
 fn flush(udp: BorrowedFd<'_>, tun: BorrowedFd<'_>, family: libc::c_int, out: &mut Outputs) {
-    let ops: Vec<Op> = std::mem::take(&mut out.ops);
+    // Drained and handed back so the queue keeps its capacity across batches.
+    let mut ops: Vec<Op> = std::mem::take(&mut out.ops);
     let mut st = sys::zeroed_storage();
-    for op in ops {
+    for op in ops.drain(..) {
         // `Current` never reaches here: the driver resolves or drops it after each callback.
         let Data::Owned(b, range) = op.data else {
             continue;
@@ -184,6 +185,7 @@ fn flush(udp: BorrowedFd<'_>, tun: BorrowedFd<'_>, family: libc::c_int, out: &mu
         }
         out.recycle(b);
     }
+    out.ops = ops;
 }
 
 /// Errors that mean the fd itself is unusable, as opposed to one datagram failing.

@@ -11,8 +11,13 @@
 //! from a panicking handler) cancels everything outstanding and reaps until nothing is in
 //! flight; if that fails, the memory is leaked rather than freed under the kernel.
 //!
-//! The fds are switched to blocking mode: io_uring then parks receives on internal poll
-//! instead of completing them with EAGAIN.
+//! The UDP socket is switched to blocking mode: io_uring then parks receives on internal
+//! poll instead of completing them with EAGAIN. The tun queue is switched to *non-blocking*:
+//! a character device without FMODE_NOWAIT on a blocking fd makes io_uring hand every
+//! posted read to an io-wq worker thread that blocks in read(2) (one thread per posted
+//! read, a cross-thread wakeup per packet); with O_NONBLOCK the kernel treats the file as
+//! nowait-capable and arms its internal poll instead, like for the socket. Should a kernel
+//! still complete a tun read with EAGAIN, it is simply posted again.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -70,7 +75,7 @@ pub(crate) fn run<H: ShardHandler>(
 ) -> io::Result<()> {
     probe()?;
     set_nonblocking(io.udp.as_fd(), false)?;
-    set_nonblocking(io.tun.as_fd(), false)?;
+    set_nonblocking(io.tun.as_fd(), true)?;
     let mut d = Driver::new(&io, opts)?;
     let r = d.run(&mut handler, stop);
     d.shutdown();
@@ -483,8 +488,9 @@ impl Driver {
 
     /// Submits the queued outputs.
     fn flush(&mut self) -> io::Result<()> {
-        let ops = std::mem::take(&mut self.out.ops);
-        for op in ops {
+        // Drained and handed back so the queue keeps its capacity across batches.
+        let mut ops = std::mem::take(&mut self.out.ops);
+        for op in ops.drain(..) {
             // `Current` never reaches here: resolved or dropped after each callback.
             let Data::Owned(b, range) = op.data else {
                 continue;
@@ -538,6 +544,7 @@ impl Driver {
             slot.buf = Some(b);
             self.push(&e)?;
         }
+        self.out.ops = ops;
         Ok(())
     }
 

@@ -124,16 +124,16 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
 
     let mut shards = Vec::new();
     for (i, (sock, queue)) in sockets.into_iter().zip(tun.into_queues()).enumerate() {
-        let fwd = Forwarder {
-            mode: Mode::Server {
+        let fwd = Forwarder::new(
+            Mode::Server {
                 client_to_client: plan.client_to_client,
             },
-            peers: peers.clone(),
-            routes: routes.clone(),
-            control: control_tx.clone(),
-            drops: drops.clone(),
+            peers.clone(),
+            routes.clone(),
+            control_tx.clone(),
+            drops.clone(),
             clock,
-        };
+        );
         let core = (threads > 1).then_some(i);
         let io = ShardIo::new(sock, queue)?;
         shards.push(spawn_shard(
