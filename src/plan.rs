@@ -157,6 +157,11 @@ fn listen_addr(cfg: &Config) -> (SocketAddr, Option<bool>) {
     }
 }
 
+/// UDP socket buffers when the config sets none: each shard's one socket takes the bursts of
+/// every client hashed to it, and the kernel default (~200 KiB) overflowed at a few hundred
+/// Mbit/s in perf/netns-throughput.sh.
+const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
+
 /// A seconds option where 0 (or absent) means "off".
 fn timer(secs: Option<u32>) -> Option<Duration> {
     secs.filter(|&s| s > 0)
@@ -311,6 +316,8 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         listen,
         v6only,
+        sndbuf: cfg.sndbuf.map_or(DEFAULT_SOCKET_BUFFER, |b| b as usize),
+        rcvbuf: cfg.rcvbuf.map_or(DEFAULT_SOCKET_BUFFER, |b| b as usize),
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
         txqueuelen: cfg.txqueuelen,
         tun_v4,
