@@ -83,8 +83,9 @@ pub struct ServerSettings {
     pub max_clients: u32,
     pub tun_mtu: u16,
     pub hand_window: Duration,
-    /// `connect-freq-initial`: stateless replies per 10 s.
+    /// `connect-freq-initial N S`: at most N stateless replies per `initial_reply_window` (S).
     pub initial_reply_limit: u32,
+    pub initial_reply_window: Duration,
 }
 
 /// Everything the data plane needs to know about a connected client.
@@ -357,7 +358,7 @@ impl ServerCore {
     }
 
     fn rate_ok(&mut self, now: Instant) -> bool {
-        let window = self.unix(now) / 10;
+        let window = self.unix(now) / self.settings.initial_reply_window.as_secs().max(1);
         if self.rate_window.0 != window {
             self.rate_window = (window, 0);
         }
