@@ -27,15 +27,19 @@ struct Lab {
 }
 
 fn lab(tls_crypt_matches: bool) -> Lab {
+    lab_with(tls_crypt_matches, "")
+}
+
+fn lab_with(tls_crypt_matches: bool, extra: &str) -> Lab {
     let pki = Pki::new_ca("loadgen test CA").unwrap();
     let server = pki.issue_server("server").unwrap();
     let client = pki.issue_client("sim").unwrap();
     let tc = render_static_key_v1(&[7u8; 256]);
     let server_conf = format!(
         "port 1194\nproto udp\ndev tun\ntopology subnet\nserver 10.8.0.0 255.255.255.0\n\
-         server-ipv6 fd00:8::/64\ndh none\nduplicate-cn\nkeepalive 10 60\n\
+         server-ipv6 fd00:8::/64\ndh none\nduplicate-cn\nkeepalive 10 60\n{}\n\
          <ca>\n{}</ca>\n<cert>\n{}</cert>\n<key>\n{}</key>\n<tls-crypt>\n{}</tls-crypt>\n",
-        pki.ca_cert_pem, server.cert_pem, server.key_pem, tc
+        extra, pki.ca_cert_pem, server.cert_pem, server.key_pem, tc
     );
     let loaded = load_str(&server_conf, Path::new("server.conf")).unwrap();
     let sp = server_plan(&loaded.config).unwrap();
@@ -274,4 +278,47 @@ fn no_data_without_pps_and_nothing_after_stop() {
     while let Some(b) = c.poll_transmit() {
         assert_ne!(b[0] >> 3, Opcode::DataV2 as u8);
     }
+}
+
+#[test]
+fn connect_freq_initial_limits_cookie_replies() {
+    // 2 replies per 10 s: of 3 clients starting together, the third waits for the next window
+    // (its hard-reset retransmissions are dropped until then).
+    let mut lab = lab_with(true, "connect-freq-initial 2 10");
+    let origin = Instant::now();
+    let p = Profile::from_plan(&lab.plan, 0.0, 100, origin);
+    let mut clients: Vec<SimClient> = (0..3)
+        .map(|i| SimClient::new(i, [i as u8 + 5; 32]))
+        .collect();
+    let mut st = Stats::default();
+    let end = origin + Duration::from_secs(3);
+    lab.run(
+        &p,
+        &mut clients,
+        &mut st,
+        Duration::from_millis(10),
+        end,
+        end,
+    );
+    assert_eq!(st.hs_ok, 2, "{:?}", st.drops);
+    assert_eq!(lab.core.stats.cookie_replies, 2);
+    assert!(lab.core.stats.dropped_rate_limited >= 1);
+
+    // A limit above the offered load never drops.
+    let mut lab = lab_with(true, "connect-freq-initial 1000 1");
+    let p = Profile::from_plan(&lab.plan, 0.0, 100, origin);
+    let mut clients: Vec<SimClient> = (0..3)
+        .map(|i| SimClient::new(i, [i as u8 + 5; 32]))
+        .collect();
+    let mut st = Stats::default();
+    lab.run(
+        &p,
+        &mut clients,
+        &mut st,
+        Duration::from_millis(10),
+        end,
+        end,
+    );
+    assert_eq!(st.hs_ok, 3, "{:?}", st.drops);
+    assert_eq!(lab.core.stats.dropped_rate_limited, 0);
 }
