@@ -119,6 +119,8 @@ pub struct SimClient {
     next_send: Option<Instant>,
     last_tx: Option<Instant>,
     seq: u32,
+    /// Echo replies this client received, IPv4 and IPv6.
+    replies: (u64, u64),
     out: VecDeque<Vec<u8>>,
     scratch: Vec<u8>,
 }
@@ -155,6 +157,7 @@ impl SimClient {
             next_send: None,
             last_tx: None,
             seq: 0,
+            replies: (0, 0),
             out: VecDeque::new(),
             scratch: Vec::new(),
         }
@@ -166,6 +169,11 @@ impl SimClient {
 
     pub fn endpoints(&self) -> Endpoints {
         self.endpoints
+    }
+
+    /// Echo replies received so far: (IPv4, IPv6).
+    pub fn replies(&self) -> (u64, u64) {
+        self.replies
     }
 
     /// Begin the handshake (queues the hard reset).
@@ -258,8 +266,10 @@ impl SimClient {
                 Ok(r) => {
                     if r.v6 {
                         st.recv_v6 += 1;
+                        self.replies.1 += 1;
                     } else {
                         st.recv_v4 += 1;
+                        self.replies.0 += 1;
                     }
                     st.rtt(p.us(now).saturating_sub(r.tag.sent_us));
                 }

@@ -375,5 +375,13 @@ fn worker(
         .iter()
         .filter(|s| s.client.phase() == Phase::Handshaking)
         .count() as u64;
+    w.stats.clients_replied = w
+        .slots
+        .iter()
+        .filter(|s| {
+            let (v4, v6) = s.client.replies();
+            v4 > 0 && v6 > 0
+        })
+        .count() as u64;
     Ok((w.stats, incomplete))
 }

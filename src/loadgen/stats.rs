@@ -32,6 +32,8 @@ pub struct Stats {
     /// Offsets of the first data packet sent and the last one, microseconds.
     pub first_data_us: Option<u64>,
     pub last_data_us: Option<u64>,
+    /// Clients that received at least one IPv4 and one IPv6 echo reply (counted at the end).
+    pub clients_replied: u64,
     /// Dropped or refused things, by reason (also handshake failures by close reason).
     pub drops: BTreeMap<String, u64>,
 }
@@ -76,6 +78,7 @@ impl Stats {
         self.rtt_us.extend(o.rtt_us);
         self.first_data_us = min_opt(self.first_data_us, o.first_data_us);
         self.last_data_us = max_opt(self.last_data_us, o.last_data_us);
+        self.clients_replied += o.clients_replied;
         for (k, v) in o.drops {
             *self.drops.entry(k).or_insert(0) += v;
         }
@@ -124,6 +127,8 @@ pub struct Report {
     pub sent_v6: u64,
     pub received: u64,
     pub received_v6: u64,
+    /// Clients with at least one IPv4 and one IPv6 echo reply.
+    pub clients_replied: u64,
     pub loss_pct: f64,
     pub tx_pps: f64,
     pub rx_pps: f64,
@@ -165,6 +170,7 @@ impl Report {
             sent_v6: s.sent_v6,
             received,
             received_v6: s.recv_v6,
+            clients_replied: s.clients_replied,
             loss_pct: if sent > 0 {
                 100.0 * sent.saturating_sub(received) as f64 / sent as f64
             } else {
@@ -189,8 +195,9 @@ impl Report {
         let drops: u64 = self.drops.values().sum();
         format!(
             "RESULT clients={} hs_ok={} hs_failed={} hs_incomplete={} not_started={} \
-             hs_per_s={:.1} hs_p50_ms={} hs_p99_ms={} sent={} received={} loss_pct={:.3} \
-             tx_pps={:.0} rx_pps={:.0} rtt_p50_ms={} rtt_p99_ms={} drops={}",
+             hs_per_s={:.1} hs_p50_ms={} hs_p99_ms={} sent={} sent_v6={} received={} \
+             received_v6={} clients_replied={} loss_pct={:.3} tx_pps={:.0} rx_pps={:.0} \
+             rtt_p50_ms={} rtt_p99_ms={} drops={}",
             self.clients,
             self.hs_ok,
             self.hs_failed,
@@ -200,7 +207,10 @@ impl Report {
             ms(self.hs_p50),
             ms(self.hs_p99),
             self.sent,
+            self.sent_v6,
             self.received,
+            self.received_v6,
+            self.clients_replied,
             self.loss_pct,
             self.tx_pps,
             self.rx_pps,
@@ -234,8 +244,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "data: sent {} (IPv6 {}), echo replies {} (IPv6 {}), loss {:.2} %",
-            self.sent, self.sent_v6, self.received, self.received_v6, self.loss_pct
+            "data: sent {} (IPv6 {}), echo replies {} (IPv6 {}), loss {:.2} %; \
+             {} clients got IPv4 and IPv6 replies",
+            self.sent,
+            self.sent_v6,
+            self.received,
+            self.received_v6,
+            self.loss_pct,
+            self.clients_replied
         )?;
         writeln!(
             f,

@@ -207,6 +207,11 @@ fn clients_complete_handshake_and_get_echo_replies() {
             "{src4}"
         );
         assert!(src6.segments()[..4] == [0xfd00, 8, 0, 0], "{src6}");
+        let (r4, r6) = c.replies();
+        assert!(
+            r4 > 0 && r6 > 0,
+            "client got no replies in one family: {r4} {r6}"
+        );
         v4s.push(src4);
     }
     v4s.sort();
