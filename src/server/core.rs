@@ -9,9 +9,11 @@
 //!
 //! Invariants: a peer id is held by at most one connection; a pool slot is released exactly
 //! once, when its connection ends; no state is created for a source address until it echoed our
-//! cookie.
+//! cookie; `timers` holds exactly one `(deadline, conn)` entry per connection whose session has
+//! a deadline, refreshed after every call into that session (so the control loop's
+//! `poll_timeout`/`handle_timeout` cost O(log n), not a scan of every connection).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,6 +145,8 @@ struct Conn {
     remote: SocketAddr,
     peer: Option<ConnPeer>,
     common_name: Option<String>,
+    /// This connection's entry in `ServerCore::timers`.
+    timer: Option<Instant>,
 }
 
 struct ConnPeer {
@@ -178,6 +182,8 @@ pub struct ServerCore {
     cookie_key: hmac::Key,
     conns: HashMap<u64, Conn>,
     by_addr: HashMap<SocketAddr, u64>,
+    /// Session deadlines, earliest first (see the module invariants).
+    timers: BTreeSet<(Instant, u64)>,
     next_conn: u64,
     peer_ids: Vec<bool>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -209,6 +215,7 @@ impl ServerCore {
             cookie_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             conns: HashMap::new(),
             by_addr: HashMap::new(),
+            timers: BTreeSet::new(),
             next_conn: 1,
             peer_ids: vec![false; max],
             transmits: VecDeque::new(),
@@ -413,6 +420,7 @@ impl ServerCore {
                 remote: from,
                 peer: None,
                 common_name: None,
+                timer: None,
             },
         );
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -431,10 +439,29 @@ impl ServerCore {
                 self.transmits.push_back((conn.remote, bytes));
             }
             let Some(ev) = conn.session.poll_event() else {
+                self.reschedule(id);
                 return;
             };
             self.handle_session_event(now, id, ev);
         }
+    }
+
+    /// Refresh `id`'s entry in `timers` after its session was touched.
+    fn reschedule(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let next = conn.session.poll_timeout();
+        if next == conn.timer {
+            return;
+        }
+        if let Some(t) = conn.timer.take() {
+            self.timers.remove(&(t, id));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, id));
+        }
+        conn.timer = next;
     }
 
     fn handle_session_event(&mut self, now: Instant, id: u64, ev: Event) {
@@ -674,6 +701,9 @@ impl ServerCore {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        if let Some(t) = conn.timer {
+            self.timers.remove(&(t, id));
+        }
         if self.by_addr.get(&conn.remote) == Some(&id) {
             self.by_addr.remove(&conn.remote);
         }
@@ -776,20 +806,25 @@ impl ServerCore {
         }
     }
 
+    /// The earliest session deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .filter_map(|c| c.session.poll_timeout())
-            .min()
+        self.timers.first().map(|&(t, _)| t)
     }
 
+    /// Run the sessions whose deadline has come (each at most once per call, even if its next
+    /// deadline is already due again).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.session.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(&id, _)| id)
-            .collect();
+        let mut due = Vec::new();
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.timer = None;
+            }
+            due.push(id);
+        }
         for id in due {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.session.handle_timeout(now);
