@@ -24,6 +24,13 @@ struct Lab {
     /// Server-side data keys and P_DATA_V2 flag per peer.
     keys: HashMap<PeerId, (Arc<KeySlot>, bool)>,
     addr_of_peer: HashMap<PeerId, SocketAddr>,
+    /// Server control datagrams sent so far, and which of them (by number) get lost.
+    server_tx: usize,
+    lose_server_tx: Vec<usize>,
+    /// While `now - origin` is in this window, every client datagram is lost; the server
+    /// datagrams sent meanwhile are counted in `server_tx_in_window`.
+    lose_client_window: Option<(Duration, Duration)>,
+    server_tx_in_window: usize,
 }
 
 fn lab(tls_crypt_matches: bool) -> Lab {
@@ -64,6 +71,10 @@ fn lab_with(tls_crypt_matches: bool, extra: &str) -> Lab {
         plan,
         keys: HashMap::new(),
         addr_of_peer: HashMap::new(),
+        server_tx: 0,
+        lose_server_tx: Vec::new(),
+        lose_client_window: None,
+        server_tx_in_window: 0,
     }
 }
 
@@ -144,11 +155,18 @@ impl Lab {
                 }
                 stopped = true;
             }
+            let since = now.saturating_duration_since(p.origin);
+            let silent = self
+                .lose_client_window
+                .is_some_and(|(a, b)| since >= a && since < b);
             for (i, c) in clients.iter_mut().enumerate() {
                 if c.poll_timeout().is_some_and(|t| t <= now) {
                     c.handle_timeout(p, now, st);
                 }
                 while let Some(b) = c.poll_transmit() {
+                    if silent {
+                        continue;
+                    }
                     let data = b[0] >> 3 == Opcode::DataV2 as u8;
                     if data {
                         let now_s = now.saturating_duration_since(p.origin).as_secs();
@@ -163,6 +181,13 @@ impl Lab {
             self.core.handle_timeout(now);
             self.server_events();
             while let Some((to, mut b)) = self.core.poll_transmit() {
+                self.server_tx += 1;
+                if silent {
+                    self.server_tx_in_window += 1;
+                }
+                if self.lose_server_tx.contains(&self.server_tx) {
+                    continue;
+                }
                 let i = usize::from(to.port() - 20_000);
                 clients[i].handle_datagram(p, now, &mut b, st);
             }
@@ -326,4 +351,39 @@ fn connect_freq_initial_limits_cookie_replies() {
     );
     assert_eq!(st.hs_ok, 3, "{:?}", st.drops);
     assert_eq!(lab.core.stats.dropped_rate_limited, 0);
+}
+
+#[test]
+fn server_retransmits_lost_control_packets_from_its_timers() {
+    // Lose the server's 2nd-4th control datagrams (its first TLS flight), then silence the
+    // client for a while: whatever the server sends meanwhile comes from its own timers
+    // (ServerCore::poll_timeout/handle_timeout), and the handshake completes afterwards.
+    let mut lab = lab(true);
+    lab.lose_server_tx = vec![2, 3, 4];
+    lab.lose_client_window = Some((Duration::from_millis(200), Duration::from_secs(8)));
+    let origin = Instant::now();
+    let p = Profile::from_plan(&lab.plan, 0.0, 100, origin);
+    let mut clients = vec![SimClient::new(0, [4; 32])];
+    let mut st = Stats::default();
+    let end = origin + Duration::from_secs(20);
+    lab.run(
+        &p,
+        &mut clients,
+        &mut st,
+        Duration::from_millis(50),
+        end,
+        end,
+    );
+    assert_eq!(st.hs_ok, 1, "{:?}", st.drops);
+    assert!(
+        lab.server_tx_in_window > 0,
+        "the server retransmitted nothing while the client was silent"
+    );
+    // Once the handshake is done, the server has no retransmission pending: its next deadline
+    // is a session timer far ahead (reneg-sec), not one in the past.
+    let next = lab
+        .core
+        .poll_timeout()
+        .expect("a connected session keeps a deadline");
+    assert!(next > end, "{next:?} vs {end:?}");
 }
