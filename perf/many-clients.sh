@@ -200,4 +200,5 @@ row "loss (%)" loss_pct
 row "echo rtt p99 (ms)" rtt_p99_ms
 row "server CPU (s)" cpu
 row "server peak RSS (MB)" rss
+row "loadgen CPU (s)" lg_cpu_s
 exit $STATUS

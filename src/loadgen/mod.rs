@@ -163,12 +163,24 @@ pub fn run(plan: &ClientPlan, opts: &Options) -> Result<Report> {
     if let Some(e) = first_err {
         return Err(e);
     }
-    Ok(Report::new(
-        opts.clients,
-        total,
-        origin.elapsed(),
-        incomplete,
-    ))
+    let mut report = Report::new(opts.clients, total, origin.elapsed(), incomplete);
+    report.self_cpu = process_cpu();
+    Ok(report)
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu() -> Option<Duration> {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid rusage to write into.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return None;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    Some(tv(ru.ru_utime) + tv(ru.ru_stime))
 }
 
 /// One client of a worker with its IO state.

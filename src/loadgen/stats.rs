@@ -136,6 +136,8 @@ pub struct Report {
     pub rtt_p99: Option<Duration>,
     pub drops: BTreeMap<String, u64>,
     pub elapsed: Duration,
+    /// CPU time (user + system) the load generator itself used, if known.
+    pub self_cpu: Option<Duration>,
 }
 
 impl Report {
@@ -182,6 +184,7 @@ impl Report {
             rtt_p99: us(percentile(&s.rtt_us, 99.0)),
             drops: s.drops,
             elapsed,
+            self_cpu: None,
         }
     }
 
@@ -197,7 +200,7 @@ impl Report {
             "RESULT clients={} hs_ok={} hs_failed={} hs_incomplete={} not_started={} \
              hs_per_s={:.1} hs_p50_ms={} hs_p99_ms={} sent={} sent_v6={} received={} \
              received_v6={} clients_replied={} loss_pct={:.3} tx_pps={:.0} rx_pps={:.0} \
-             rtt_p50_ms={} rtt_p99_ms={} drops={}",
+             rtt_p50_ms={} rtt_p99_ms={} drops={} lg_cpu_s={}",
             self.clients,
             self.hs_ok,
             self.hs_failed,
@@ -216,7 +219,9 @@ impl Report {
             self.rx_pps,
             ms(self.rtt_p50),
             ms(self.rtt_p99),
-            drops
+            drops,
+            self.self_cpu
+                .map_or("nan".to_string(), |d| format!("{:.2}", d.as_secs_f64()))
         )
     }
 }
@@ -267,7 +272,11 @@ impl fmt::Display for Report {
             let list: Vec<String> = self.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(f, "drops: {}", list.join(" "))?;
         }
-        write!(f, "elapsed: {:.1} s", self.elapsed.as_secs_f64())
+        write!(f, "elapsed: {:.1} s", self.elapsed.as_secs_f64())?;
+        if let Some(cpu) = self.self_cpu {
+            write!(f, ", load generator CPU {:.2} s", cpu.as_secs_f64())?;
+        }
+        Ok(())
     }
 }
 
