@@ -131,6 +131,13 @@ DURATION=$(((CLIENTS + RATE - 1) / RATE + DATA_SECS))
 TICK=$(getconf CLK_TCK)
 declare -A R
 
+udp_drops() { # ROLE: UDP receive-buffer drops (IPv4 + IPv6 sockets) in ROLE's namespace so far
+    {
+        lab_exec "$1" cat /proc/net/snmp | awk '/^Udp:/ { if (h) print $6; h = 1 }'
+        lab_exec "$1" cat /proc/net/snmp6 | awk '$1 == "Udp6RcvbufErrors" { print $2 }'
+    } | awk '{ s += $1 } END { print s + 0 }'
+}
+
 cpu_ticks() { # PID: utime + stime
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
@@ -148,6 +155,9 @@ measure() {
         return 1
     fi
     c0=$(cpu_ticks "$spid")
+    local sd0 ld0
+    sd0=$(udp_drops server)
+    ld0=$(udp_drops lg)
     echo "== $kind: $CLIENTS clients, $RATE handshakes/s, $PPS pps x ${SIZE} B, ${DURATION} s ==" >&2
     lab_exec lg timeout $((DURATION + 30)) "$LOADGEN" --config "$WORK/client.ovpn" \
         --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" --pps "$PPS" \
@@ -159,6 +169,8 @@ measure() {
         return 1
     fi
     c1=$(cpu_ticks "$spid")
+    R["$kind|udp_srv"]=$(($(udp_drops server) - sd0))
+    R["$kind|udp_lg"]=$(($(udp_drops lg) - ld0))
     R["$kind|cpu"]=$(awk -v a="$c0" -v b="$c1" -v t="$TICK" 'BEGIN { printf "%.2f", (b - a) / t }')
     R["$kind|rss"]=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$spid/status")
     line=$(grep '^RESULT ' "$llog" || true)
@@ -201,4 +213,6 @@ row "echo rtt p99 (ms)" rtt_p99_ms
 row "server CPU (s)" cpu
 row "server peak RSS (MB)" rss
 row "loadgen CPU (s)" lg_cpu_s
+row "UDP rcvbuf drops, server" udp_srv
+row "UDP rcvbuf drops, loadgen" udp_lg
 exit $STATUS
