@@ -208,18 +208,20 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
     }
 }
 
-/// Log to stderr; `verb` picks the level like OpenVPN's (3 = info, 4+ = debug, 7+ = trace),
-/// `RUST_LOG` overrides.
+/// Log to stderr; `verb` picks the level like OpenVPN's (1-3 = normal operation messages,
+/// 4+ = debug, 7+ = trace), `RUST_LOG` overrides.
 pub fn init_logging(verb: u32) {
     let level = match verb {
         0 => "error",
-        1..=2 => "warn",
-        3 => "info",
+        1..=3 => "info",
         4..=6 => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // netlink-packet-route warns on every link dump about attributes newer kernels add.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},netlink_packet_route=error"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -301,9 +303,9 @@ pub fn main() -> i32 {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_with(&args, &mut stdout.lock(), &mut stderr.lock())
+    // Unlocked handles: holding stderr's lock here for the whole run would block every log line
+    // from other threads (tracing writes to stderr) forever.
+    run_with(&args, &mut std::io::stdout(), &mut std::io::stderr())
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::client::pushed::PullFilter;
 use crate::client::run::{ClientPlan, RemoteSpec};
 use crate::config::{self, ccd, Config, ControlWrapSpec, Role, Topology, TransportProto};
+use crate::dataplane::peers::RenegLimits;
 use crate::pool::{persist, Pool, PoolConfig, PoolV4, PoolV6, RestoreMode, V4Mode};
 use crate::proto::data::Cipher;
 use crate::proto::keys::{self, OccProto};
@@ -23,9 +24,7 @@ use crate::proto::messages;
 use crate::proto::session::{SessionConfig, TlsSide};
 use crate::proto::tls::{self, RemoteCertTls, TlsIdentity, TlsPolicy, TlsVersion, X509NameType};
 use crate::proto::wrap::{self, Digest, KeyDirection, StaticKey, WrapKeys};
-use crate::server::core::{
-    ClientDirectory, ClientOverrides, NoDirectory, ServerSettings, V4Layout,
-};
+use crate::server::core::{ClientDirectory, NoDirectory, ServerSettings, V4Layout};
 use crate::server::run::{ServerPlan, TunV4};
 
 /// TLS bytes per control packet: 1250-byte tls-mtu minus IPv6/UDP (48), the worst-case
@@ -124,8 +123,14 @@ fn session_config(
             wrap::Role::Server
         },
     )?;
-    let peer_info =
-        client.then(|| messages::peer_info_string(&ciphers, messages::IV_PROTO_FWD, 1600));
+    // A client that insists on the PRF must not offer TLS-EKM: the server would push
+    // `tls-ekm` and derive different keys than we do.
+    let iv_proto = if cfg.force_prf {
+        messages::IV_PROTO_FWD & !messages::IV_PROTO_TLS_KEY_EXPORT
+    } else {
+        messages::IV_PROTO_FWD
+    };
+    let peer_info = client.then(|| messages::peer_info_string(&ciphers, iv_proto, 1600));
     Ok(SessionConfig {
         role,
         wrap: Arc::new(wrap),
@@ -146,9 +151,16 @@ fn listen_addr(cfg: &Config) -> (SocketAddr, Option<bool>) {
     match (cfg.local, cfg.proto) {
         (Some(ip), _) => (SocketAddr::new(ip, cfg.port), ip.is_ipv6().then_some(true)),
         (None, TransportProto::Udp4) => ((Ipv4Addr::UNSPECIFIED, cfg.port).into(), None),
-        (None, TransportProto::Udp6) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(true)),
+        // OpenVPN 2.6 binds `udp6` dual-stack too (IPv4 clients arrive v4-mapped).
+        (None, TransportProto::Udp6) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(false)),
         (None, TransportProto::Udp) => ((Ipv6Addr::UNSPECIFIED, cfg.port).into(), Some(false)),
     }
+}
+
+/// A seconds option where 0 (or absent) means "off".
+fn timer(secs: Option<u32>) -> Option<Duration> {
+    secs.filter(|&s| s > 0)
+        .map(|s| Duration::from_secs(s.into()))
 }
 
 /// The ccd directory as a [`ClientDirectory`].
@@ -158,25 +170,12 @@ pub struct CcdDirectory {
 }
 
 impl ClientDirectory for CcdDirectory {
-    fn lookup(&mut self, cn: &str) -> Result<Option<ClientOverrides>, String> {
+    fn lookup(&mut self, cn: &str) -> Result<Option<ccd::CcdEntry>, String> {
         let entry = ccd::load_for(&self.dir, cn, self.exclusive).map_err(|e| e.to_string())?;
         match entry {
             None if self.exclusive => Err(format!("ccd-exclusive: no ccd file for {cn}")),
             None => Ok(None),
-            Some(e) => Ok(Some(ClientOverrides {
-                ifconfig_push: e
-                    .ifconfig_push
-                    .map(|p| (p.alias.unwrap_or(p.local), p.remote_netmask)),
-                ifconfig_ipv6_push: e
-                    .ifconfig_ipv6_push
-                    .map(|p| (p.addr.addr(), p.addr.prefix_len(), p.remote)),
-                iroutes: e.iroutes.iter().map(|n| n.trunc()).collect(),
-                iroutes_v6: e.iroutes_v6.clone(),
-                push: e.push.clone(),
-                push_reset: e.push_reset,
-                push_remove: e.push_remove.clone(),
-                disable: e.disable,
-            })),
+            Some(e) => Ok(Some(e)),
         }
     }
 }
@@ -234,6 +233,10 @@ fn build_pool(cfg: &Config) -> Result<Pool> {
 pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
     if cfg.role != Role::Server {
         bail!("not a server configuration (use `mode server` / `server` / `server-ipv6`)");
+    }
+    if cfg.auth_user_pass_verify.is_some() {
+        // Running without it would accept every username/password the operator meant to check.
+        bail!("auth-user-pass-verify: scripts are not supported by fwd; refusing to run rather than skip the check");
     }
     let identity = TlsIdentity::from_pem(pem(&cfg.tls.cert, "cert")?, pem(&cfg.tls.key, "key")?)
         .map_err(|e| anyhow!("cert/key: {e}"))?;
@@ -314,15 +317,13 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         tun_v4,
         tun_v6,
         routes,
-        ping: cfg
-            .ping
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg
-            .ping_restart
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
+        ping: timer(cfg.ping),
+        ping_restart: timer(cfg.ping_restart),
         client_to_client: cfg.client_to_client,
+        reneg: RenegLimits {
+            bytes: cfg.reneg_bytes.filter(|&b| b > 0),
+            packets: cfg.reneg_pkts.filter(|&p| p > 0),
+        },
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         persist: cfg
             .pool_persist
@@ -336,8 +337,17 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
                 cfg.status_version,
             )
         }),
+        management: cfg
+            .management
+            .map(|(ip, port)| crate::server::run::MgmtPlan {
+                addr: SocketAddr::new(ip, port),
+                status_version: cfg.status_version,
+                verb: cfg.verb,
+            }),
         exit_notify: cfg.explicit_exit_notify > 0,
         on_ready: None,
+        user: cfg.user.clone(),
+        group: cfg.group.clone(),
     })
 }
 
@@ -404,18 +414,16 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         data_ciphers_fallback,
         pull_filters,
         route_nopull: cfg.route_nopull,
-        ping: cfg
-            .ping
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
-        ping_restart: cfg
-            .ping_restart
-            .filter(|&p| p > 0)
-            .map(|p| Duration::from_secs(p.into())),
+        ping: timer(cfg.ping),
+        ping_restart: timer(cfg.ping_restart),
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
         replay_window: (cfg.replay_window.size, cfg.replay_window.seconds.into()),
         exit_notify: cfg.explicit_exit_notify,
         connect_retry: Duration::from_secs(cfg.connect_retry.map_or(1, |(s, _)| s.max(1)).into()),
+        connect_retry_max: Duration::from_secs(
+            cfg.connect_retry.and_then(|(_, m)| m).unwrap_or(300).into(),
+        ),
+        server_poll_timeout: Duration::from_secs(cfg.server_poll_timeout.unwrap_or(120).into()),
         resolv_retry: match cfg.resolv_retry {
             Some(config::ResolvRetry::Seconds(s)) => Duration::from_secs(s.into()),
             _ => Duration::from_secs(u32::MAX.into()),

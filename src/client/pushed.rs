@@ -20,7 +20,11 @@ pub enum PullFilter {
 pub struct Redirect {
     pub ipv4: bool,
     pub ipv6: bool,
+    /// fwd always installs the two-halves routes (`def1` style): the original default route
+    /// stays and is restored by simply deleting ours.
     pub def1: bool,
+    /// `local`: the server is on the local network, no host route around the tunnel.
+    pub local: bool,
 }
 
 /// The pushed IPv4 interface configuration.
@@ -77,7 +81,8 @@ pub fn filter(
             }
         }
         if route_nopull {
-            // OpenVPN's route-nopull drops routes and route-related options only.
+            // OpenVPN's route-nopull withholds the OPT_P_ROUTE and OPT_P_DHCPDNS classes
+            // (`pull_permission_mask`); `route-gateway` is OPT_P_ROUTE_EXTRAS and stays.
             let first = opt.split_whitespace().next().unwrap_or("");
             if matches!(
                 first,
@@ -85,7 +90,10 @@ pub fn filter(
                     | "route-ipv6"
                     | "redirect-gateway"
                     | "redirect-private"
-                    | "route-gateway"
+                    | "route-metric"
+                    | "block-ipv6"
+                    | "dhcp-option"
+                    | "dns"
                     | "block-outside-dns"
             ) {
                 continue;
@@ -115,8 +123,14 @@ pub fn parse(options: &[String]) -> Pushed {
                 (Ok(_), Ok(_)) => bad("prefix length must be 64..124"),
                 _ => bad("bad address"),
             },
+            // A route around the tunnel needs the original gateway; fwd does not install
+            // those rather than wrongly sending the traffic into the tunnel.
+            ["route", _, _, "net_gateway", ..] | ["route-ipv6", _, "net_gateway", ..] => {
+                bad("net_gateway routes are not applied by fwd")
+            }
             ["route", net, rest @ ..] => {
                 let mask = rest.first().copied().unwrap_or("255.255.255.255");
+                // `vpn_gateway`, `default` or an address: all mean "into the tunnel" on tun.
                 let gw = rest.get(1).and_then(|g| g.parse().ok());
                 let metric = rest.get(2).and_then(|m| m.parse().ok());
                 match (net.parse::<Ipv4Addr>(), mask.parse::<Ipv4Addr>()) {
@@ -148,6 +162,7 @@ pub fn parse(options: &[String]) -> Pushed {
                         "def1" => r.def1 = true,
                         "ipv6" => r.ipv6 = true,
                         "!ipv4" => r.ipv4 = false,
+                        "local" => r.local = true,
                         _ => {}
                     }
                 }
@@ -239,7 +254,8 @@ mod tests {
             Some(Redirect {
                 ipv4: true,
                 ipv6: true,
-                def1: true
+                def1: true,
+                local: false
             })
         );
         assert_eq!(p.peer_id, Some(0));
@@ -263,6 +279,67 @@ mod tests {
     }
 
     #[test]
+    fn redirect_gateway_flags() {
+        let p = parse(&s(&["redirect-gateway !ipv4 ipv6 local bypass-dhcp"]));
+        assert_eq!(
+            p.redirect,
+            Some(Redirect {
+                ipv4: false,
+                ipv6: true,
+                def1: false,
+                local: true
+            })
+        );
+        assert_eq!(
+            parse(&s(&["redirect-gateway"]))
+                .redirect
+                .map(|r| (r.ipv4, r.ipv6)),
+            Some((true, false))
+        );
+    }
+
+    #[test]
+    fn route_nopull_keeps_interface_and_route_gateway() {
+        let opts = s(&[
+            "redirect-gateway def1",
+            "route-gateway 10.8.0.1",
+            "ifconfig 10.8.0.2 255.255.255.0",
+            "dns server 1 address 10.8.0.1",
+            "route-metric 5",
+            "peer-id 3",
+        ]);
+        assert_eq!(
+            filter(&opts, &[], true).unwrap(),
+            s(&[
+                "route-gateway 10.8.0.1",
+                "ifconfig 10.8.0.2 255.255.255.0",
+                "peer-id 3"
+            ])
+        );
+    }
+
+    #[test]
+    fn route_forms() {
+        let p = parse(&s(&[
+            "route 10.1.0.0 255.255.0.0 vpn_gateway 5",
+            "route 192.0.2.7",
+            "route 10.2.0.0 255.255.0.0 net_gateway",
+            "route-ipv6 fd00:5::/64 fd00:8::1 7",
+            "route-ipv6 fd00:6::/64 net_gateway",
+            "route 10.3.0.0 255.0.255.0",
+        ]));
+        assert_eq!(
+            p.routes,
+            vec![
+                ("10.1.0.0/16".parse().unwrap(), None, Some(5)),
+                ("192.0.2.7/32".parse().unwrap(), None, None)
+            ]
+        );
+        assert_eq!(p.routes_v6, vec![("fd00:5::/64".parse().unwrap(), Some(7))]);
+        assert_eq!(p.ignored.len(), 3, "{:?}", p.ignored);
+    }
+
+    #[test]
     fn pull_filter_and_route_nopull() {
         let opts = s(&[
             "route-ipv6 fd00:1::/64",
@@ -282,10 +359,7 @@ mod tests {
                 "dhcp-option DNS 10.8.0.1"
             ])
         );
-        assert_eq!(
-            filter(&opts, &[], true).unwrap(),
-            s(&["ping 10", "dhcp-option DNS 10.8.0.1"])
-        );
+        assert_eq!(filter(&opts, &[], true).unwrap(), s(&["ping 10"]));
         let r = vec![PullFilter::Reject("dhcp-option".into())];
         assert!(matches!(
             filter(&opts, &r, false),

@@ -1,6 +1,16 @@
 //! The client process: connect to a server from the `remote` list, apply what it pushes to a
 //! tun device through netlink, forward until told to stop or the connection dies, then
 //! reconnect with back-off. Everything it added to the system is removed on the way out.
+//!
+//! Invariants:
+//! - the tun device lives as long as the process (deleted by the kernel when its fd closes);
+//!   addresses and routes live as long as one connection: every one added is recorded in
+//!   [`Applied`] and removed before the next attempt and before exit;
+//! - `Initialization Sequence Completed` is logged (info) exactly when a connection is up and
+//!   its pushed configuration applied, once per connection, as OpenVPN does;
+//! - remotes are tried in order, wrapping around; the pause between attempts follows
+//!   OpenVPN's `connect-retry` rules ([`retry_pause`]); `AUTH_FAILED` and `HALT` end the
+//!   process, everything else (ping-restart, RESTART, OCC_EXIT, handshake failure) reconnects.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::OwnedFd;
@@ -20,7 +30,7 @@ use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
 use crate::os::netlink::Netlink;
 use crate::os::tun::Tun;
 use crate::proto::data::{Cipher, Side};
-use crate::proto::messages::{OCC_EXIT_PACKET, PING_MAGIC};
+use crate::proto::messages::{ControlMessage, OCC_EXIT_PACKET, PING_MAGIC};
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
 use crate::route::{PeerId, RouteTable};
 
@@ -49,8 +59,13 @@ pub struct ClientPlan {
     pub replay_window: (u32, u64),
     /// `explicit-exit-notify N` (0 = off).
     pub exit_notify: u32,
-    /// `connect-retry N`: first back-off, doubling up to 5 minutes.
+    /// `connect-retry N [MAX]`: pause between attempts (OpenVPN default 1 s).
     pub connect_retry: Duration,
+    /// `connect-retry N MAX`: the pause never grows beyond this (OpenVPN default 300 s).
+    pub connect_retry_max: Duration,
+    /// `server-poll-timeout N`: give up on a remote that has not answered at all within this
+    /// time and try the next one (OpenVPN default 120 s).
+    pub server_poll_timeout: Duration,
     /// `resolv-retry N` seconds (`infinite` = u64::MAX).
     pub resolv_retry: Duration,
     /// Stop after this many failed connection attempts (tests); `None` = forever.
@@ -88,35 +103,87 @@ pub fn run(plan: ClientPlan, stop: Arc<AtomicBool>) -> Result<()> {
         .ok_or_else(|| anyhow!("tun has no queue"))?;
     let mut nl = Netlink::open().context("opening rtnetlink")?;
     let ifindex = nl.link_index(&dev)?;
-    let mut backoff = plan.connect_retry.max(Duration::from_secs(1));
+    tracing::info!(%dev, "TUN/TAP device opened");
+    // OpenVPN's `unsuccessful_attempts`: reset by every completed connection.
+    let mut unsuccessful = 0u32;
     let mut failures = 0u32;
     let mut next_remote = 0usize;
+    let mut first = true;
     while !stop.load(Ordering::Relaxed) {
+        if !first {
+            let pause = retry_pause(
+                plan.connect_retry,
+                plan.connect_retry_max,
+                unsuccessful,
+                plan.remotes.len(),
+            );
+            tracing::info!("Restart pause, {} second(s)", pause.as_secs());
+            sleep_unless_stopped(pause, &stop);
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        first = false;
         let remote = &plan.remotes[next_remote % plan.remotes.len()];
         next_remote += 1;
         let outcome = connect_once(&plan, remote, &queue, &mut nl, ifindex, &dev, &stop);
-        match outcome {
+        let failed = match outcome {
             Ok(Outcome::Stopped) => break,
+            Ok(Outcome::Halted(msg)) => bail!(
+                "server sent HALT{}: not reconnecting",
+                msg.map(|m| format!(",{m}")).unwrap_or_default()
+            ),
             Ok(Outcome::Lost(reason)) => {
-                tracing::warn!(?reason, "connection lost, reconnecting");
-                backoff = plan.connect_retry.max(Duration::from_secs(1));
+                // The connection was up: count failures afresh, as OpenVPN does.
+                unsuccessful = 0;
+                fatal(&reason)?;
+                tracing::warn!(?reason, "connection lost, restarting");
+                None
             }
-            Err(e) => {
-                tracing::warn!(
-                    "connection to {}:{} failed: {e:#}",
-                    remote.host,
-                    remote.port
-                );
-                failures += 1;
-                if plan.max_attempts.is_some_and(|m| failures >= m) {
-                    return Err(e);
-                }
+            Ok(Outcome::Failed(reason)) => {
+                fatal(&reason)?;
+                Some(anyhow!("session closed during the handshake: {reason:?}"))
+            }
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            tracing::warn!(
+                "connection to {}:{} failed: {e:#}",
+                remote.host,
+                remote.port
+            );
+            unsuccessful = unsuccessful.saturating_add(1);
+            failures += 1;
+            if plan.max_attempts.is_some_and(|m| failures >= m) {
+                return Err(e);
             }
         }
-        sleep_unless_stopped(backoff, &stop);
-        backoff = (backoff * 2).min(Duration::from_secs(300));
     }
+    tracing::info!("SIGTERM received, process exiting");
     Ok(())
+}
+
+/// The pause before the next connection attempt, as OpenVPN's `socket_restart_pause`:
+/// `connect-retry` seconds, doubled for every round through the remote list beyond the fifth
+/// failed one, never more than `connect-retry-max`.
+fn retry_pause(retry: Duration, max: Duration, unsuccessful: u32, remotes: usize) -> Duration {
+    let rounds = unsuccessful / u32::try_from(remotes.max(1)).unwrap_or(u32::MAX);
+    let backoff = rounds.saturating_sub(4).min(15);
+    let base = retry.max(Duration::from_secs(1));
+    (base * (1u32 << backoff)).min(max.max(Duration::from_secs(1)))
+}
+
+/// `AUTH_FAILED` ends the client (OpenVPN without `auth-retry`); `HALT` is [`Outcome::Halted`].
+fn fatal(reason: &CloseReason) -> Result<()> {
+    match reason {
+        CloseReason::AuthFailed(why) => {
+            bail!(
+                "AUTH_FAILED{}",
+                why.as_ref().map(|w| format!(",{w}")).unwrap_or_default()
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
@@ -127,21 +194,25 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 }
 
 enum Outcome {
+    /// `stop` was set.
     Stopped,
+    /// The connection had come up and then ended.
     Lost(CloseReason),
+    /// The session ended before the connection came up.
+    Failed(CloseReason),
+    /// The server sent `HALT[,message]`: do not reconnect.
+    Halted(Option<String>),
 }
 
 fn resolve(remote: &RemoteSpec, retry: Duration, stop: &AtomicBool) -> Result<SocketAddr> {
     let deadline = Instant::now().checked_add(retry);
     loop {
+        // The first address of the wanted family (`proto udp` takes either).
         let found = (remote.host.as_str(), remote.port)
             .to_socket_addrs()
-            .map(|it| {
-                it.filter(|a| remote.v6.is_none_or(|v6| a.is_ipv6() == v6))
-                    .collect::<Vec<_>>()
-            });
+            .map(|mut it| it.find(|a| remote.v6.is_none_or(|v6| a.is_ipv6() == v6)));
         match found {
-            Ok(v) if !v.is_empty() => return Ok(v[0]),
+            Ok(Some(a)) => return Ok(a),
             Ok(_) | Err(_)
                 if deadline.is_some_and(|d| Instant::now() >= d)
                     || stop.load(Ordering::Relaxed) =>
@@ -183,17 +254,33 @@ fn connect_once(
     let mut buf = vec![0u8; 4096];
     let mut pushed: Option<Pushed> = None;
     let mut first_keys = None;
+    let started = Instant::now();
+    let mut heard_from_server = false;
     while first_keys.is_none() || pushed.is_none() {
         if stop.load(Ordering::Relaxed) {
             return Ok(Outcome::Stopped);
         }
         let now = Instant::now();
+        if !heard_from_server && now.saturating_duration_since(started) >= plan.server_poll_timeout
+        {
+            bail!(
+                "no answer from {server} within server-poll-timeout ({}s)",
+                plan.server_poll_timeout.as_secs()
+            );
+        }
         while let Some(bytes) = session.poll_transmit(now) {
-            let _ = sock.send(&bytes);
+            // ECONNREFUSED from an earlier datagram's ICMP error shows up here or in recv.
+            if let Err(e) = sock.send(&bytes) {
+                bail!("sending to {server}: {e}");
+            }
         }
         while let Some(ev) = session.poll_event() {
             match ev {
                 Event::PushReply(opts) => {
+                    tracing::debug!(
+                        "PUSH: Received control message: PUSH_REPLY,{}",
+                        opts.join(",")
+                    );
                     let filtered = pushed::filter(&opts, &plan.pull_filters, plan.route_nopull)?;
                     let p = pushed::parse(&filtered);
                     for (opt, why) in &p.ignored {
@@ -211,7 +298,8 @@ fn connect_once(
                 } => {
                     first_keys = Some((key_id, cipher, key_block));
                 }
-                Event::Closed(reason) => bail!("session closed during handshake: {reason:?}"),
+                Event::Message(ControlMessage::Halt(m)) => return Ok(Outcome::Halted(m)),
+                Event::Closed(reason) => return Ok(Outcome::Failed(reason)),
                 _ => {}
             }
         }
@@ -219,12 +307,17 @@ fn connect_once(
             break;
         }
         match sock.recv(&mut buf) {
-            Ok(n) => session.handle_datagram(Instant::now(), &buf[..n]),
+            Ok(n) => {
+                heard_from_server = true;
+                session.handle_datagram(Instant::now(), buf.get(..n).unwrap_or_default())
+            }
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
+            // Nothing listens there (ICMP port unreachable): OpenVPN would wait out the
+            // handshake window; moving on to the next remote at once is kinder.
             Err(e) => bail!("receiving from {server}: {e}"),
         }
         session.handle_timeout(Instant::now());
@@ -242,26 +335,14 @@ fn connect_once(
     let clock = Clock::new(Instant::now());
     install_key(&peer, key_id, cipher, &block, true, plan.replay_window)?;
     peer.touch_rx(clock.ms(Instant::now()), 0);
-    let peers = Arc::new(PeerTable::new(1));
-    peers.insert(peer.clone());
+    // The server's pushed peer-id goes into our P_DATA_V2 headers; the table slot is 0.
+    let peers = Arc::new(PeerTable::single(peer.clone()));
     let mut applied = Applied::default();
     let result = apply_pushed(nl, ifindex, dev, &p, plan, server, &mut applied).and_then(|()| {
-        tracing::info!(
-            v4 = ?p.ifconfig,
-            v6 = ?p.ifconfig_ipv6,
-            "Initialization Sequence Completed"
-        );
-        forward_loop(
-            plan,
-            &mut session,
-            &peer,
-            &peers,
-            &p,
-            sock,
-            queue,
-            clock,
-            stop,
-        )
+        tracing::info!(v4 = ?p.ifconfig, v6 = ?p.ifconfig_ipv6, routes = p.routes.len() + p.routes_v6.len(), "pushed options applied");
+        // Exactly OpenVPN's line: scripts and tests wait for it.
+        tracing::info!("Initialization Sequence Completed");
+        forward_loop(plan, &mut session, &peer, &peers, &p, sock, queue, clock, stop)
     });
     undo(nl, ifindex, &applied);
     result
@@ -354,7 +435,7 @@ fn apply_pushed(
     }
     if let Some(r) = p.redirect {
         if r.ipv4 {
-            if server.is_ipv4() {
+            if server.is_ipv4() && !r.local {
                 bypass(nl, server, applied)?;
             }
             for net in ["0.0.0.0/1", "128.0.0.0/1"] {
@@ -362,7 +443,7 @@ fn apply_pushed(
             }
         }
         if r.ipv6 {
-            if server.is_ipv6() {
+            if server.is_ipv6() && !r.local {
                 bypass(nl, server, applied)?;
             }
             for net in ["::/3", "2000::/4", "3000::/4", "fc00::/7"] {
@@ -395,9 +476,12 @@ fn add_route(
     applied: &mut Applied,
     dev: &str,
 ) -> Result<()> {
-    nl.add_route(net, idx, None, metric)
-        .with_context(|| format!("adding route {net} dev {dev}"))?;
-    applied.routes.push((net, metric));
+    // As in OpenVPN, a route that cannot be added is reported, not fatal: the tunnel itself
+    // works, and the rest of the pushed routes may.
+    match nl.add_route(net, idx, None, metric) {
+        Ok(()) => applied.routes.push((net, metric)),
+        Err(e) => tracing::warn!("ERROR: adding route {net} dev {dev} failed: {e}"),
+    }
     Ok(())
 }
 
@@ -416,8 +500,12 @@ fn bypass(nl: &mut Netlink, server: SocketAddr, applied: &mut Applied) -> Result
     };
     if let Some(d) = def {
         let host = IpNet::from(server.ip());
-        nl.add_route(host, d.ifindex, d.gateway, None)?;
-        applied.bypass.push((host, d.ifindex, d.gateway));
+        match nl.add_route(host, d.ifindex, d.gateway, None) {
+            Ok(()) => applied.bypass.push((host, d.ifindex, d.gateway)),
+            Err(e) => {
+                tracing::warn!("ERROR: adding the host route to the server {host} failed: {e}")
+            }
+        }
     }
     Ok(())
 }
@@ -466,11 +554,8 @@ fn forward_loop(
         shard_stop.clone(),
         ShardOptions::default(),
     )?;
-    let ping = p.ping.map(|s| Duration::from_secs(s.into())).or(plan.ping);
-    let ping_restart = p
-        .ping_restart
-        .map(|s| Duration::from_secs(s.into()))
-        .or(plan.ping_restart);
+    let ping = pushed_timer(p.ping, plan.ping);
+    let ping_restart = pushed_timer(p.ping_restart, plan.ping_restart);
     let outcome = control_loop(
         plan,
         session,
@@ -486,6 +571,16 @@ fn forward_loop(
     shard_stop.store(true, Ordering::Relaxed);
     let _ = shard.join();
     outcome
+}
+
+/// A pushed `ping`/`ping-restart` overrides the local one; 0 turns it off (as in OpenVPN)
+/// rather than meaning "every moment".
+fn pushed_timer(pushed: Option<u32>, local: Option<Duration>) -> Option<Duration> {
+    match pushed {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s.into())),
+        None => local,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -517,7 +612,11 @@ fn control_loop(
             Ok(ToControl::Datagram { bytes, .. }) => {
                 session.handle_datagram(Instant::now(), &bytes)
             }
-            Ok(_) => {}
+            // OpenVPN restarts (SIGUSR1 "remote-exit") when the server says OCC_EXIT.
+            Ok(ToControl::OccExit { .. }) => {
+                return Ok(Outcome::Lost(CloseReason::PeerExit("OCC_EXIT".into())))
+            }
+            Ok(ToControl::Float { .. }) => {}
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 return Ok(Outcome::Lost(CloseReason::Local("shard stopped".into())))
@@ -535,7 +634,10 @@ fn control_loop(
                     cipher,
                     key_block,
                     tx_now,
-                } => install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?,
+                } => {
+                    install_key(peer, key_id, cipher, &key_block, tx_now, plan.replay_window)?;
+                    tracing::info!(key_id, ?cipher, "Data Channel: renegotiated key installed");
+                }
                 Event::TxSwitch { key_id } => peer.update_keys(|r| {
                     if let Some(k) = r.rx_key(key_id).cloned() {
                         r.tx = Some(k);
@@ -547,6 +649,7 @@ fn control_loop(
                         r.tx = r.rx.first().cloned();
                     }
                 }),
+                Event::Message(ControlMessage::Halt(m)) => return Ok(Outcome::Halted(m)),
                 Event::Closed(reason) => return Ok(Outcome::Lost(reason)),
                 _ => {}
             }
@@ -567,14 +670,16 @@ fn control_loop(
             if now_ms.saturating_sub(peer.stats.last_rx_ms.load(Ordering::Relaxed))
                 > limit.as_millis() as u64
             {
+                tracing::info!("Inactivity timeout (--ping-restart), restarting");
                 return Ok(Outcome::Lost(CloseReason::Local("ping-restart".into())));
             }
         }
     }
 }
 
-/// `explicit-exit-notify`: `EXIT` over the control channel when the server offered cc-exit,
-/// else OCC_EXIT data packets once a second.
+/// `explicit-exit-notify N`: `EXIT` over the control channel when the server offered cc-exit
+/// (retransmitted by the reliability layer until acknowledged, for at most N seconds), else
+/// N `OCC_EXIT` data packets.
 fn say_goodbye(
     plan: &ClientPlan,
     session: &mut Session,
@@ -586,21 +691,77 @@ fn say_goodbye(
     if plan.exit_notify == 0 {
         return;
     }
+    tracing::info!("SIGTERM received, sending exit notification to peer");
     if p.cc_exit {
         session.send_text("EXIT");
-        let until = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < until {
+        let until = Instant::now() + Duration::from_secs(plan.exit_notify.min(5).into());
+        let mut answered: Option<Instant> = None;
+        loop {
             let now = Instant::now();
+            // The server's acknowledgement is the first control datagram after ours; linger a
+            // little for a retransmission request, then go.
+            if now >= until || answered.is_some_and(|t| now >= t + Duration::from_millis(100)) {
+                break;
+            }
+            session.handle_timeout(now);
             while let Some(b) = session.poll_transmit(now) {
                 let _ = sock.send(&b);
             }
             if let Ok(ToControl::Datagram { bytes, .. }) =
-                rx.recv_timeout(Duration::from_millis(50))
+                rx.recv_timeout(Duration::from_millis(20))
             {
                 session.handle_datagram(Instant::now(), &bytes);
+                answered.get_or_insert(Instant::now());
             }
         }
-    } else if let Some(b) = forward::seal_one(peer, &OCC_EXIT_PACKET) {
-        let _ = sock.send(&b);
+    } else {
+        for i in 0..plan.exit_notify.min(5) {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if let Some(b) = forward::seal_one(peer, &OCC_EXIT_PACKET) {
+                let _ = sock.send(&b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn retry_pause_follows_openvpn() {
+        let max = 300 * S;
+        // The first five rounds through the list wait connect-retry seconds…
+        assert_eq!(retry_pause(S, max, 0, 1), S);
+        assert_eq!(retry_pause(5 * S, max, 4, 1), 5 * S);
+        assert_eq!(retry_pause(S, max, 9, 2), S);
+        // …then the pause doubles each round…
+        assert_eq!(retry_pause(S, max, 5, 1), 2 * S);
+        assert_eq!(retry_pause(S, max, 6, 1), 4 * S);
+        assert_eq!(retry_pause(S, max, 12, 2), 4 * S);
+        // …up to connect-retry-max.
+        assert_eq!(retry_pause(S, 10 * S, 40, 1), 10 * S);
+        assert_eq!(retry_pause(S, max, u32::MAX, 1), max);
+        // A zero connect-retry still pauses a second (no busy loop on a refusing remote).
+        assert_eq!(retry_pause(Duration::ZERO, max, 0, 3), S);
+    }
+
+    #[test]
+    fn pushed_timers_override_and_zero_disables() {
+        assert_eq!(pushed_timer(Some(10), Some(S)), Some(10 * S));
+        assert_eq!(pushed_timer(None, Some(S)), Some(S));
+        assert_eq!(pushed_timer(Some(0), Some(S)), None);
+        assert_eq!(pushed_timer(None, None), None);
+    }
+
+    #[test]
+    fn auth_failed_is_fatal_other_reasons_restart() {
+        assert!(fatal(&CloseReason::AuthFailed(Some("bad".into()))).is_err());
+        assert!(fatal(&CloseReason::HandshakeTimeout).is_ok());
+        assert!(fatal(&CloseReason::PeerExit("RESTART".into())).is_ok());
     }
 }

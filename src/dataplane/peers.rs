@@ -31,6 +31,17 @@ pub struct KeySlot {
 pub struct KeyRing {
     pub tx: Option<Arc<KeySlot>>,
     pub rx: Vec<Arc<KeySlot>>,
+    /// The peer's traffic totals (bytes, packets) when `tx` became the sending key, so
+    /// `reneg-bytes` / `reneg-pkts` count per key generation.
+    pub tx_baseline: (u64, u64),
+}
+
+/// `reneg-bytes` / `reneg-pkts`: renegotiate once a key generation carried this much traffic
+/// (both directions, as OpenVPN counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenegLimits {
+    pub bytes: Option<u64>,
+    pub packets: Option<u64>,
 }
 
 impl KeyRing {
@@ -90,8 +101,39 @@ impl Peer {
     /// Control thread only: publish a new key ring.
     pub fn update_keys(&self, f: impl FnOnce(&mut KeyRing)) {
         let mut ring = KeyRing::clone(&self.keys.load());
+        let old_tx = ring.tx.as_ref().map(|k| k.key_id);
         f(&mut ring);
+        if ring.tx.as_ref().map(|k| k.key_id) != old_tx {
+            ring.tx_baseline = self.traffic();
+        }
         self.keys.store(Arc::new(ring));
+    }
+
+    /// Bytes and packets in both directions since the peer came up.
+    pub fn traffic(&self) -> (u64, u64) {
+        let s = &self.stats;
+        (
+            s.bytes_in.load(Ordering::Relaxed) + s.bytes_out.load(Ordering::Relaxed),
+            s.packets_in.load(Ordering::Relaxed) + s.packets_out.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the sending key should be renegotiated: its packet id nears the end of its
+    /// space, or it carried `limits` worth of traffic.
+    pub fn reneg_due(&self, limits: &RenegLimits) -> bool {
+        let ring = self.keys();
+        let Some(tx) = ring.tx.as_ref() else {
+            return false;
+        };
+        if tx.tx.wants_renegotiation() {
+            return true;
+        }
+        let (bytes, packets) = self.traffic();
+        let (b0, p0) = ring.tx_baseline;
+        limits.bytes.is_some_and(|l| bytes.saturating_sub(b0) >= l)
+            || limits
+                .packets
+                .is_some_and(|l| packets.saturating_sub(p0) >= l)
     }
 
     pub fn touch_rx(&self, now_ms: u64, bytes: usize) {
@@ -123,6 +165,14 @@ impl PeerTable {
         }
     }
 
+    /// A client's table: the server at slot 0, whatever peer-id it pushed (that id is what
+    /// goes into P_DATA_V2 headers, not the slot).
+    pub fn single(peer: Arc<Peer>) -> Self {
+        PeerTable {
+            slots: Box::new([ArcSwapOption::new(Some(peer))]),
+        }
+    }
+
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -151,5 +201,44 @@ impl PeerTable {
     /// only clients too old for P_DATA_V2 take this path.
     pub fn by_addr(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
         self.iter().find(|p| p.remote() == addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_table_finds_the_server_at_slot_zero_whatever_its_peer_id() {
+        let peer = Arc::new(Peer::new(
+            PeerId(7),
+            true,
+            "10.0.0.1:1194".parse().unwrap(),
+            "s".into(),
+        ));
+        let t = PeerTable::single(peer);
+        assert_eq!(t.get(PeerId(0)).map(|p| p.id), Some(PeerId(7)));
+        assert_eq!(t.capacity(), 1);
+    }
+
+    #[test]
+    fn insert_out_of_range_is_ignored_and_remove_frees_the_slot() {
+        let t = PeerTable::new(2);
+        t.insert(Arc::new(Peer::new(
+            PeerId(5),
+            true,
+            "10.0.0.1:1".parse().unwrap(),
+            "x".into(),
+        )));
+        assert_eq!(t.iter().count(), 0);
+        t.insert(Arc::new(Peer::new(
+            PeerId(1),
+            true,
+            "10.0.0.1:1".parse().unwrap(),
+            "y".into(),
+        )));
+        assert!(t.get(PeerId(1)).is_some());
+        assert!(t.remove(PeerId(1)).is_some());
+        assert!(t.get(PeerId(1)).is_none());
     }
 }

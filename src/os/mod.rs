@@ -7,6 +7,7 @@
 
 pub mod netlink;
 pub mod netns;
+pub mod privs;
 pub mod tun;
 pub mod udp;
 

@@ -160,6 +160,11 @@ struct KeyState {
     keys_announced: bool,
     tx_switched: bool,
     keys_at: Option<Instant>,
+    /// Our (hard or soft) reset was acknowledged, so TLS records may go out. Like OpenVPN's
+    /// S_PRE_START -> S_START: a client that sent its ClientHello before the server's reset
+    /// would have it dropped by the stateless cookie check (no echoed session id) and back
+    /// off its retransmission timer for nothing.
+    tls_started: bool,
 }
 
 /// One connection's control channel.
@@ -375,7 +380,9 @@ impl Session {
         let Some(primary) = self.keys.first() else {
             return;
         };
-        if !primary.keys_announced {
+        // One renegotiation at a time: the previous one must have finished and its key be in
+        // use for sending.
+        if !primary.keys_announced || !primary.tx_switched {
             return;
         }
         let next = primary.key_id.next();
@@ -508,6 +515,9 @@ impl Session {
         let role = self.cfg.role;
         {
             let k = &mut self.keys[i];
+            if !k.tls_started && k.reliable.all_acked() {
+                k.tls_started = true;
+            }
             while let Some((opcode, payload)) = k.reliable.pop_received() {
                 if matches!(opcode, Opcode::ControlV1 | Opcode::ControlWkcV1) && !payload.is_empty()
                 {
@@ -752,6 +762,11 @@ impl Session {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // A closed session does nothing in `handle_timeout`; a stale deadline (e.g. the
+        // PUSH_REQUEST timer of a client closed by AUTH_FAILED) would make the owner spin.
+        if self.closed {
+            return None;
+        }
         let mut t: Option<Instant> = None;
         let mut min = |x: Option<Instant>| {
             if let Some(x) = x {
@@ -838,6 +853,7 @@ impl KeyState {
             keys_announced: false,
             tx_switched: false,
             keys_at: None,
+            tls_started: false,
         }
     }
 }
@@ -871,6 +887,10 @@ fn write_km2(k: &mut KeyState, km2: KeyMethod2) -> Result<(), CloseReason> {
 }
 
 fn flush_tls(k: &mut KeyState) {
+    if !k.tls_started {
+        // Stays buffered in the TLS session until our reset is acknowledged.
+        return;
+    }
     let mut out = Vec::new();
     k.tls.take_ciphertext(&mut out);
     if !out.is_empty() {

@@ -22,10 +22,12 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use ring::hmac;
 
-use crate::pool::{Pool, SlotId};
+use crate::config::ccd::CcdEntry;
+use crate::pool::{Pool, PoolError, SlotId};
 use crate::proto::data::{Cipher, KeyBlock};
 use crate::proto::messages::{
-    self, PeerInfo, PushTail, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH, IV_PROTO_TLS_KEY_EXPORT,
+    self, PeerInfo, PushTail, IV_PROTO_AUTH_FAIL_TEMP, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
+    IV_PROTO_TLS_KEY_EXPORT,
 };
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
 use crate::proto::wire::{ControlPacket, KeyId, Opcode, SessionId};
@@ -33,33 +35,18 @@ use crate::proto::wrap::ReplayId;
 use crate::route::PeerId;
 use crate::server::push::{self, ClientPush, PushedV4, PushedV6};
 
-/// What a ccd file (or an auth backend) says about one client.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClientOverrides {
-    /// `ifconfig-push LOCAL REMOTE-NETMASK`.
-    pub ifconfig_push: Option<(Ipv4Addr, Ipv4Addr)>,
-    /// `ifconfig-ipv6-push ADDR/BITS [REMOTE]`.
-    pub ifconfig_ipv6_push: Option<(Ipv6Addr, u8, Option<Ipv6Addr>)>,
-    pub iroutes: Vec<Ipv4Net>,
-    pub iroutes_v6: Vec<Ipv6Net>,
-    pub push: Vec<String>,
-    pub push_reset: bool,
-    pub push_remove: Vec<String>,
-    pub disable: bool,
-}
-
 /// Per-client configuration lookup (ccd). Runs on the control thread at connect time.
 pub trait ClientDirectory {
     /// `Ok(None)`: no file for this client (and no DEFAULT). `Err`: the client must be refused
     /// (e.g. `ccd-exclusive` without a file, or a broken file), with the reason for the log.
-    fn lookup(&mut self, common_name: &str) -> Result<Option<ClientOverrides>, String>;
+    fn lookup(&mut self, common_name: &str) -> Result<Option<CcdEntry>, String>;
 }
 
 /// No ccd directory configured.
 pub struct NoDirectory;
 
 impl ClientDirectory for NoDirectory {
-    fn lookup(&mut self, _: &str) -> Result<Option<ClientOverrides>, String> {
+    fn lookup(&mut self, _: &str) -> Result<Option<CcdEntry>, String> {
         Ok(None)
     }
 }
@@ -103,6 +90,24 @@ pub struct PeerUp {
     /// Send P_DATA_V2 to this client (it announced IV_PROTO_DATA_V2).
     pub data_v2: bool,
     pub cipher: Cipher,
+    /// Management client id (`client-kill CID`, status `Client ID`): a counter from 0, one per
+    /// admitted connection, never reused while the server runs (like OpenVPN's CID).
+    pub client_id: u64,
+    /// Unix seconds when the client was admitted (status `Connected Since`).
+    pub connected_unix: u64,
+}
+
+/// The AUTH_FAILED reason for a refusal that goes away by itself (server full, pool
+/// exhausted). OpenVPN drops a client over max-clients silently, so it retries after its
+/// handshake times out; a plain AUTH_FAILED would make a stock client exit for good. Clients
+/// that understand it get the temporary form: they restart, after the backoff, trying the
+/// next `remote` first.
+fn temporary_refusal(info: &PeerInfo, reason: &str) -> String {
+    if info.iv_proto & IV_PROTO_AUTH_FAIL_TEMP != 0 {
+        format!("TEMP[backoff 10,advance remote]:{reason}")
+    } else {
+        reason.to_string()
+    }
 }
 
 /// A client's tunnel addresses and the pool slot they came from (none for static ones).
@@ -185,6 +190,7 @@ pub struct ServerCore {
     /// Session deadlines, earliest first (see the module invariants).
     timers: BTreeSet<(Instant, u64)>,
     next_conn: u64,
+    next_client_id: u64,
     peer_ids: Vec<bool>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
@@ -217,6 +223,7 @@ impl ServerCore {
             by_addr: HashMap::new(),
             timers: BTreeSet::new(),
             next_conn: 1,
+            next_client_id: 0,
             peer_ids: vec![false; max],
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -249,12 +256,10 @@ impl ServerCore {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, wire: &[u8]) {
         if let Some(&id) = self.by_addr.get(&from) {
             if let Some(conn) = self.conns.get_mut(&id) {
-                // A new hard reset from the address of a live session is a reconnect: it goes
-                // through the cookie handshake and replaces the old session once authenticated.
-                let is_new_reset = wire.first().map(|b| b >> 3)
-                    == Some(Opcode::ControlHardResetClientV2 as u8)
-                    && !same_session(conn, wire);
-                if !is_new_reset {
+                // Anything carrying another session id from the address of a live session is a
+                // reconnect (its hard reset, then the packet echoing our cookie): it goes
+                // through the cookie handshake, which replaces the old session.
+                if same_session(conn, wire) {
                     conn.session.handle_datagram(now, wire);
                     self.drain_conn(now, id);
                     return;
@@ -535,7 +540,8 @@ impl ServerCore {
     ) {
         let info = PeerInfo::parse(peer_info.as_deref().unwrap_or(""));
         let cn = common_name.unwrap_or_else(|| "UNDEF".to_string());
-        let verdict = self.admit(id, &cn, &info);
+        let connected_unix = self.unix(now);
+        let verdict = self.admit(id, &cn, &info, connected_unix);
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -561,6 +567,7 @@ impl ServerCore {
         id: u64,
         cn: &str,
         info: &PeerInfo,
+        connected_unix: u64,
     ) -> Result<(ConnPeer, DataParams, Vec<String>), String> {
         let overrides = self.directory.lookup(cn)?.unwrap_or_default();
         if overrides.disable {
@@ -592,9 +599,16 @@ impl ServerCore {
             }
         }
         let Some(slot) = self.peer_ids.iter().position(|used| !used) else {
-            return Err("max-clients reached".into());
+            return Err(temporary_refusal(info, "max-clients reached"));
         };
-        let (v4, v6, pool_slot) = self.assign_addresses(cn, &overrides)?;
+        let (v4, v6, pool_slot) = match self.assign_addresses(cn, &overrides) {
+            Ok(a) => a,
+            // Like max-clients: an address frees up when some client leaves.
+            Err(e @ PoolError::Exhausted { .. }) => {
+                return Err(temporary_refusal(info, &e.to_string()))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         self.peer_ids[slot] = true;
         let peer_id = PeerId(slot as u32);
         let data_v2 = info.iv_proto & IV_PROTO_DATA_V2 != 0;
@@ -632,11 +646,26 @@ impl ServerCore {
             remote,
             v4,
             v6,
-            iroutes: overrides.iroutes.clone(),
+            // An `ifconfig-push` alias (the client's address as the server sees it behind NAT)
+            // routes to this client like an iroute.
+            iroutes: overrides
+                .iroutes
+                .iter()
+                .map(|n| n.trunc())
+                .chain(
+                    overrides
+                        .ifconfig_push
+                        .and_then(|p| p.alias)
+                        .map(Ipv4Net::from),
+                )
+                .collect(),
             iroutes_v6: overrides.iroutes_v6.clone(),
             data_v2,
             cipher,
+            client_id: self.next_client_id,
+            connected_unix,
         };
+        self.next_client_id += 1;
         Ok((
             ConnPeer {
                 id: peer_id,
@@ -649,16 +678,18 @@ impl ServerCore {
         ))
     }
 
-    fn assign_addresses(&mut self, cn: &str, o: &ClientOverrides) -> Result<Assignment, String> {
+    fn assign_addresses(&mut self, cn: &str, o: &CcdEntry) -> Result<Assignment, PoolError> {
         let server_v6 = self.settings.server_v6;
-        let static_v6 = o.ifconfig_ipv6_push.map(|(addr, bits, remote)| PushedV6 {
-            addr,
-            prefix_len: bits,
-            remote: remote
+        let static_v6 = o.ifconfig_ipv6_push.map(|p| PushedV6 {
+            addr: p.addr.addr(),
+            prefix_len: p.addr.prefix_len(),
+            remote: p
+                .remote
                 .or(server_v6.map(|s| s.0))
                 .unwrap_or(Ipv6Addr::UNSPECIFIED),
         });
-        if let Some((local, remote_or_mask)) = o.ifconfig_push {
+        if let Some(p) = o.ifconfig_push {
+            let (local, remote_or_mask) = (p.local, p.remote_netmask);
             // A static IPv4 address disables pool IPv6 for that client (OpenVPN 2.6).
             let v4 = match self.settings.v4_layout {
                 V4Layout::Subnet { .. } => PushedV4::Subnet {
@@ -678,7 +709,7 @@ impl ServerCore {
         if !self.pool.has_v4() && static_v6.is_some() {
             return Ok((None, static_v6, None));
         }
-        let lease = self.pool.acquire(cn).map_err(|e| e.to_string())?;
+        let lease = self.pool.acquire(cn)?;
         let v4 = lease
             .v4
             .map(|addr| match (self.settings.v4_layout, lease.v4_remote) {
@@ -854,5 +885,24 @@ impl ServerCore {
             .filter(|p| pred(p))
             .map(|p| p.peer_id)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_refusal_only_for_clients_that_understand_it() {
+        let mut info = PeerInfo::parse("IV_PROTO=990\n");
+        assert_eq!(
+            temporary_refusal(&info, "max-clients reached"),
+            "TEMP[backoff 10,advance remote]:max-clients reached"
+        );
+        info.iv_proto &= !IV_PROTO_AUTH_FAIL_TEMP;
+        assert_eq!(
+            temporary_refusal(&info, "max-clients reached"),
+            "max-clients reached"
+        );
     }
 }

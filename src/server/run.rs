@@ -12,13 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, never, select, Receiver};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::RngCore;
 
 use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
-use crate::dataplane::peers::{KeyRing, Peer, PeerTable};
+use crate::dataplane::peers::{KeyRing, Peer, PeerTable, RenegLimits};
 use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
+use crate::mgmt::reply::{LoadStats, LocalInfo, ServerState};
+use crate::mgmt::server::{MgmtRequest, Request};
+use crate::mgmt::status::{ClientRow, StatusSnapshot, StatusVersion};
+use crate::mgmt::time::Stamp;
 use crate::os::netlink::Netlink;
 use crate::os::tun::Tun;
 use crate::os::udp;
@@ -45,6 +49,16 @@ pub struct TunV4 {
     pub peer: Option<Ipv4Addr>,
 }
 
+/// The management interface's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct MgmtPlan {
+    pub addr: SocketAddr,
+    /// `status-version`: the format of a bare `status` command.
+    pub status_version: u8,
+    /// `verb`, shown by the `verb` command.
+    pub verb: u32,
+}
+
 /// Called with the tun name and the bound UDP address once the server is up.
 pub type ReadyHook = Box<dyn FnOnce(&str, SocketAddr) + Send>;
 
@@ -66,12 +80,18 @@ pub struct ServerPlan {
     pub ping: Option<Duration>,
     pub ping_restart: Option<Duration>,
     pub client_to_client: bool,
+    pub reneg: RenegLimits,
     pub replay_window: (u32, u64),
     pub persist: Option<(PathBuf, Duration)>,
     pub status: Option<(PathBuf, Duration, u8)>,
+    /// `management IP PORT`.
+    pub management: Option<MgmtPlan>,
     pub exit_notify: bool,
     /// Called with the tun name once the device is up (tests, demo).
     pub on_ready: Option<ReadyHook>,
+    /// `user` / `group`: switch to them once the tun, sockets and routes exist.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 fn unix_now() -> u64 {
@@ -125,6 +145,33 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
             ShardOptions::default(),
         )?);
     }
+    let (mgmt, mgmt_rx) = match plan.management {
+        Some(m) => {
+            let info = LocalInfo {
+                title: crate::mgmt::title(),
+                pid: std::process::id(),
+                verb: m.verb,
+                started: unix_now(),
+                tun_v4: plan.tun_v4.map(|t| t.addr),
+                tun_v6: plan.tun_v6.map(|t| t.0),
+            };
+            let (server, rx) = crate::mgmt::server::spawn(m.addr, info, stop.clone())
+                .with_context(|| format!("management interface on {}", m.addr))?;
+            (Some(server), rx)
+        }
+        None => (None, never()),
+    };
+    let status_version = plan
+        .management
+        .map(|m| m.status_version)
+        .or(plan.status.as_ref().map(|s| s.2))
+        .and_then(|v| StatusVersion::try_from(v).ok())
+        .unwrap_or(StatusVersion::V1);
+
+    if plan.user.is_some() || plan.group.is_some() {
+        crate::os::privs::drop_to(plan.user.as_deref(), plan.group.as_deref())
+            .context("dropping privileges (user/group)")?;
+    }
     if let Some(f) = plan.on_ready.take() {
         f(&dev, local);
     }
@@ -151,15 +198,31 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         replay_window: plan.replay_window,
         ping: plan.ping,
         ping_restart: plan.ping_restart,
+        reneg: plan.reneg,
         persist: plan.persist.clone(),
         next_persist: now,
+        status: plan.status.clone().map(|(path, every, v)| {
+            (
+                path,
+                every,
+                StatusVersion::try_from(v).unwrap_or(StatusVersion::V1),
+            )
+        }),
+        next_status: now,
+        status_version,
+        retired_bytes: (0, 0),
+        title: crate::mgmt::title(),
     };
-    ctl.run(&control_rx, &stop);
+    ctl.run(&control_rx, mgmt_rx, &stop);
     if plan.exit_notify {
         ctl.core.shutdown_all(Instant::now(), "RESTART");
         ctl.flush();
     }
     ctl.write_persist();
+    ctl.write_status();
+    if let Some(m) = mgmt {
+        m.join();
+    }
     for s in shards {
         let _ = s.join();
     }
@@ -202,12 +265,26 @@ struct Control {
     replay_window: (u32, u64),
     ping: Option<Duration>,
     ping_restart: Option<Duration>,
+    reneg: RenegLimits,
     persist: Option<(PathBuf, Duration)>,
     next_persist: Instant,
+    /// `status FILE SECONDS` with its format.
+    status: Option<(PathBuf, Duration, StatusVersion)>,
+    next_status: Instant,
+    /// Format of a bare management `status`.
+    status_version: StatusVersion,
+    /// UDP bytes (in, out) of peers that are gone, for `load-stats`.
+    retired_bytes: (u64, u64),
+    title: String,
 }
 
 impl Control {
-    fn run(&mut self, rx: &Receiver<ToControl>, stop: &AtomicBool) {
+    fn run(
+        &mut self,
+        rx: &Receiver<ToControl>,
+        mut mgmt_rx: Receiver<MgmtRequest>,
+        stop: &AtomicBool,
+    ) {
         let mut next_housekeeping = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -216,16 +293,23 @@ impl Control {
                 .poll_timeout()
                 .map_or(next_housekeeping, |t| t.min(next_housekeeping));
             let wait = deadline.saturating_duration_since(now).min(HOUSEKEEPING);
-            match rx.recv_timeout(wait) {
-                Ok(msg) => {
-                    self.handle(msg);
-                    // Drain what else is queued before looking at timers.
-                    while let Ok(msg) = rx.try_recv() {
+            select! {
+                recv(rx) -> msg => match msg {
+                    Ok(msg) => {
                         self.handle(msg);
+                        // Drain what else is queued before looking at timers.
+                        while let Ok(msg) = rx.try_recv() {
+                            self.handle(msg);
+                        }
                     }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                    Err(_) => break,
+                },
+                recv(mgmt_rx) -> req => match req {
+                    Ok(req) => self.serve_mgmt(req),
+                    // The listener is gone: stop polling its queue (it would be ready forever).
+                    Err(_) => mgmt_rx = never(),
+                },
+                default(wait) => {}
             }
             let now = Instant::now();
             self.core.handle_timeout(now);
@@ -345,7 +429,10 @@ impl Control {
                 reason,
             } => {
                 self.routes.apply([RouteChange::RemovePeer(peer_id)]);
-                self.peers.remove(peer_id);
+                if let Some(gone) = self.peers.remove(peer_id) {
+                    self.retired_bytes.0 += gone.stats.bytes_in.load(Ordering::Relaxed);
+                    self.retired_bytes.1 += gone.stats.bytes_out.load(Ordering::Relaxed);
+                }
                 tracing::info!(cn = common_name, peer_id = peer_id.0, ?reason, "peer down");
             }
             ServerEvent::HandshakeFailed { remote, reason } => {
@@ -357,7 +444,11 @@ impl Control {
     fn housekeeping(&mut self, now: Instant) {
         let now_ms = self.clock.ms(now);
         let mut dead = Vec::new();
+        let mut reneg = Vec::new();
         for peer in self.peers.iter() {
+            if peer.reneg_due(&self.reneg) {
+                reneg.push(peer.id);
+            }
             if let Some(ping) = self.ping {
                 let last_tx = peer.stats.last_tx_ms.load(Ordering::Relaxed);
                 if now_ms.saturating_sub(last_tx) >= ping.as_millis() as u64 {
@@ -375,10 +466,19 @@ impl Control {
                 }
             }
         }
+        for id in reneg {
+            self.core.renegotiate(now, id);
+        }
         for id in dead {
             tracing::info!(peer_id = id.0, "ping-restart: no packets from client");
             self.core
                 .kill_peer(now, id, None, CloseReason::Local("ping-restart".into()));
+        }
+        if let Some((_, every, _)) = &self.status {
+            if now >= self.next_status {
+                self.next_status = now + *every;
+                self.write_status();
+            }
         }
         if self
             .persist
@@ -393,6 +493,29 @@ impl Control {
         }
     }
 
+    fn write_status(&mut self) {
+        let Some((path, _, version)) = &self.status else {
+            return;
+        };
+        let (path, version) = (path.clone(), *version);
+        let text = crate::mgmt::status::render(version, &self.snapshot());
+        if let Err(e) = crate::pool::persist::write_atomic(&path, &text) {
+            tracing::warn!(path = %path.display(), "status file not written: {e}");
+        }
+    }
+
+    fn serve_mgmt(&mut self, req: MgmtRequest) {
+        let text = match &req.req {
+            Request::Run(cmd) => crate::mgmt::reply::execute(cmd, self).unwrap_or_else(|| {
+                "ERROR: unknown command, enter 'help' for more options\r\n".into()
+            }),
+            Request::ByteCounts => crate::mgmt::reply::bytecount_lines(self),
+        };
+        // The connection may have given up waiting; nothing to do then.
+        let _ = req.reply.try_send(text);
+        self.flush();
+    }
+
     fn write_persist(&mut self) {
         let Some((path, every)) = &self.persist else {
             return;
@@ -404,6 +527,129 @@ impl Control {
         if let Err(e) = crate::pool::persist::write_atomic(path, &text) {
             tracing::warn!(path = %path.display(), "ifconfig-pool-persist not written: {e}");
         }
+    }
+}
+
+/// The control thread answers management commands from the state it owns.
+impl ServerState for Control {
+    fn snapshot(&mut self) -> StatusSnapshot {
+        let now_unix = unix_now();
+        let now_ms = self.clock.ms(Instant::now());
+        let mut clients: Vec<ClientRow> = self
+            .core
+            .peers()
+            .map(|up| {
+                let peer = self.peers.get(up.peer_id);
+                let stat = |f: fn(&Peer) -> &std::sync::atomic::AtomicU64| {
+                    peer.as_deref().map_or(0, |p| f(p).load(Ordering::Relaxed))
+                };
+                let idle = now_ms.saturating_sub(stat(|p| &p.stats.last_rx_ms)) / 1000;
+                let last_ref = now_unix.saturating_sub(idle).max(up.connected_unix);
+                let mut iroutes: Vec<IpNet> = up.iroutes.iter().map(|n| IpNet::V4(*n)).collect();
+                iroutes.extend(up.iroutes_v6.iter().map(|n| IpNet::V6(*n)));
+                ClientRow {
+                    common_name: up.common_name.clone(),
+                    real: up.remote,
+                    v4: up.v4.map(|v| v.addr()),
+                    v6: up.v6.map(|v| v.addr),
+                    iroutes,
+                    bytes_in: stat(|p| &p.stats.bytes_in),
+                    bytes_out: stat(|p| &p.stats.bytes_out),
+                    connected_since: Stamp::local(up.connected_unix),
+                    last_ref: Stamp::local(last_ref),
+                    username: None,
+                    client_id: up.client_id,
+                    peer_id: up.peer_id.0,
+                    cipher: up.cipher.name().to_string(),
+                }
+            })
+            .collect();
+        clients.sort_by_key(|c| c.client_id);
+        StatusSnapshot {
+            title: self.title.clone(),
+            now: Stamp::local(now_unix),
+            clients,
+        }
+    }
+
+    fn default_status_version(&self) -> StatusVersion {
+        self.status_version
+    }
+
+    fn load_stats(&self) -> LoadStats {
+        let (mut bytes_in, mut bytes_out) = self.retired_bytes;
+        for p in self.peers.iter() {
+            bytes_in += p.stats.bytes_in.load(Ordering::Relaxed);
+            bytes_out += p.stats.bytes_out.load(Ordering::Relaxed);
+        }
+        LoadStats {
+            nclients: self.core.peers().count(),
+            bytes_in,
+            bytes_out,
+        }
+    }
+
+    fn kill_by_cn(&mut self, cn: &str) -> usize {
+        let ids = self.core.find_peers(|p| p.common_name == cn);
+        let now = Instant::now();
+        for &id in &ids {
+            // Silent, like OpenVPN's `kill`: the client notices by ping-restart.
+            self.core.kill_peer(
+                now,
+                id,
+                None,
+                CloseReason::Local(format!("management: kill {cn}")),
+            );
+        }
+        ids.len()
+    }
+
+    fn kill_by_addr(&mut self, addr: SocketAddr) -> usize {
+        let addr = udp::normalize(addr);
+        let ids = self.core.find_peers(|p| udp::normalize(p.remote) == addr);
+        let now = Instant::now();
+        for &id in &ids {
+            self.core.kill_peer(
+                now,
+                id,
+                None,
+                CloseReason::Local(format!("management: kill {addr}")),
+            );
+        }
+        ids.len()
+    }
+
+    fn client_kill(&mut self, cid: u64, message: &str) -> bool {
+        let Some(id) = self
+            .core
+            .find_peers(|p| p.client_id == cid)
+            .first()
+            .copied()
+        else {
+            return false;
+        };
+        let reason = CloseReason::Local(format!("management: client-kill {cid}"));
+        self.core
+            .kill_peer(Instant::now(), id, Some(message), reason);
+        true
+    }
+
+    fn byte_counts(&mut self) -> Vec<(u64, u64, u64)> {
+        let mut v: Vec<(u64, u64, u64)> = self
+            .core
+            .peers()
+            .map(|up| {
+                let p = self.peers.get(up.peer_id);
+                let get = |f: fn(&Peer) -> u64| p.as_deref().map_or(0, f);
+                (
+                    up.client_id,
+                    get(|p| p.stats.bytes_in.load(Ordering::Relaxed)),
+                    get(|p| p.stats.bytes_out.load(Ordering::Relaxed)),
+                )
+            })
+            .collect();
+        v.sort_unstable();
+        v
     }
 }
 
