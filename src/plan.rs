@@ -311,6 +311,8 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         listen,
+        sndbuf: cfg.sndbuf.map(|n| n as usize),
+        rcvbuf: cfg.rcvbuf.map(|n| n as usize),
         v6only,
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
         txqueuelen: cfg.txqueuelen,

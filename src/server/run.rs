@@ -71,6 +71,9 @@ pub struct ServerPlan {
     pub threads: usize,
     pub listen: SocketAddr,
     pub v6only: Option<bool>,
+    /// `sndbuf` / `rcvbuf` for every shard socket (None: system default).
+    pub sndbuf: Option<usize>,
+    pub rcvbuf: Option<usize>,
     pub tun_mtu: u16,
     pub txqueuelen: Option<u32>,
     pub tun_v4: Option<TunV4>,
@@ -108,7 +111,13 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
         .with_context(|| format!("creating tun device {}", plan.dev))?;
     let dev = tun.name().to_string();
     configure_tun(&plan, &dev)?;
-    let sockets = udp::bind_reuseport(plan.listen, threads, plan.v6only)
+    let udp_opts = udp::UdpOptions {
+        v6only: plan.v6only,
+        sndbuf: plan.sndbuf,
+        rcvbuf: plan.rcvbuf,
+        ..udp::UdpOptions::default()
+    };
+    let sockets = udp::bind_reuseport_with(plan.listen, threads, &udp_opts)
         .with_context(|| format!("binding UDP {}", plan.listen))?;
     let local = sockets[0].local_addr()?;
     let control_sock = sockets[0]
