@@ -4,7 +4,8 @@
 #
 # Usage: perf/many-clients.sh [--fwd PATH] [--loadgen PATH] [--clients N] [--rate R]
 #                             [--pps P] [--data-secs S] [--size B] [--lg-threads T]
-#                             [--fwd-threads T] [--only fwd|openvpn] [--keep]
+#                             [--fwd-threads T] [--server-extra "LINES"]
+#                             [--only fwd|openvpn] [--keep]
 #
 # Defaults: target/release/fwd and target/release/fwd-loadgen, 1000 clients at 200 new
 # handshakes/s, then 10 echo requests/s per client (IPv4 and IPv6 alternating, 100-byte
@@ -18,6 +19,9 @@
 # 100 replies per 10 s would cap both servers at 10 new clients/s and measure only the
 # limiter); openvpn also gets `disable-dco`. The simulated clients ping the server's own tun
 # addresses (10.8.0.1, fd00:8::1), so the server host's kernel answers.
+#
+# --server-extra appends config lines to both servers' configs (`;` separates lines), e.g.
+# --server-extra "rcvbuf 4194304;sndbuf 4194304".
 #
 # Reported per server: handshakes completed, handshakes/s, p50/p99 handshake latency, echo
 # requests sent / replies received / loss, server CPU seconds during the run (utime+stime
@@ -45,6 +49,7 @@ LG_THREADS=2
 FWD_THREADS=2
 ONLY=
 KEEP=
+EXTRA=
 while (($#)); do
     case $1 in
     --fwd) FWD=$(readlink -f "$2"); shift 2 ;;
@@ -57,6 +62,7 @@ while (($#)); do
     --lg-threads) LG_THREADS=$2; shift 2 ;;
     --fwd-threads) FWD_THREADS=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
+    --server-extra) EXTRA=${2//;/$'\n'}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -107,6 +113,7 @@ duplicate-cn
 keepalive 10 60
 connect-freq-initial 100000 10
 verb 3
+$EXTRA
 $2
 EOF
 }
@@ -199,7 +206,7 @@ row() { # LABEL KEY
 }
 echo
 echo "$CLIENTS clients, $RATE new/s, $PPS pps x $SIZE B each, fwd --threads $FWD_THREADS," \
-    "loadgen --threads $LG_THREADS, $DURATION s"
+    "loadgen --threads $LG_THREADS, $DURATION s${EXTRA:+, server extra: ${EXTRA//$'\n'/; }}"
 printf '%-28s %12s %12s %12s\n' metric fwd openvpn fwd/openvpn
 row "handshakes completed" hs_ok
 row "handshakes failed" hs_failed
