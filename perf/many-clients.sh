@@ -145,6 +145,11 @@ udp_drops() { # ROLE: UDP receive-buffer drops (IPv4 + IPv6 sockets) in ROLE's n
     } | awk '{ s += $1 } END { print s + 0 }'
 }
 
+tun_drops() { # dropped packets (tx + rx) on the server's tun devices so far
+    lab_exec server sh -c 'cat /sys/class/net/tun*/statistics/tx_dropped \
+        /sys/class/net/tun*/statistics/rx_dropped 2>/dev/null' | awk '{ s += $1 } END { print s + 0 }'
+}
+
 cpu_ticks() { # PID: utime + stime
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
@@ -162,7 +167,8 @@ measure() {
         return 1
     fi
     c0=$(cpu_ticks "$spid")
-    local sd0 ld0
+    local sd0 ld0 td0
+    td0=$(tun_drops)
     sd0=$(udp_drops server)
     ld0=$(udp_drops lg)
     echo "== $kind: $CLIENTS clients, $RATE handshakes/s, $PPS pps x ${SIZE} B, ${DURATION} s ==" >&2
@@ -178,6 +184,7 @@ measure() {
     c1=$(cpu_ticks "$spid")
     R["$kind|udp_srv"]=$(($(udp_drops server) - sd0))
     R["$kind|udp_lg"]=$(($(udp_drops lg) - ld0))
+    R["$kind|tun_drops"]=$(($(tun_drops) - td0))
     R["$kind|cpu"]=$(awk -v a="$c0" -v b="$c1" -v t="$TICK" 'BEGIN { printf "%.2f", (b - a) / t }')
     R["$kind|rss"]=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$spid/status")
     line=$(grep '^RESULT ' "$llog" || true)
@@ -222,4 +229,5 @@ row "server peak RSS (MB)" rss
 row "loadgen CPU (s)" lg_cpu_s
 row "UDP rcvbuf drops, server" udp_srv
 row "UDP rcvbuf drops, loadgen" udp_lg
+row "server tun drops" tun_drops
 exit $STATUS
