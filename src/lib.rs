@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod demo;
+pub mod loadgen;
 pub mod mgmt;
 pub mod os;
 pub mod pki;

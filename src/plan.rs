@@ -304,7 +304,8 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         max_clients: cfg.max_clients.max(1),
         tun_mtu: cfg.tun_mtu.min(65535) as u16,
         hand_window: Duration::from_secs(cfg.hand_window.into()),
-        initial_reply_limit: 100,
+        initial_reply_limit: cfg.connect_freq_initial.0,
+        initial_reply_window: Duration::from_secs(cfg.connect_freq_initial.1.max(1).into()),
     };
     Ok(ServerPlan {
         settings,

@@ -29,7 +29,7 @@ const SAMPLES: &[(&str, char)] = &[
     ("route-gateway dhcp\nserver 10.8.0.0 255.255.255.0", 'S'),
     ("route-nopull\nredirect-gateway def1 ipv6 !ipv4\npull-filter ignore \"route-ipv6 \"\npull-filter accept route\npull-filter reject redirect-gateway", 'C'),
     ("server 10.8.0.0 255.255.255.0\npush \"route-ipv6 fd00:100::/48\"\npush \"dhcp-option DNS 10.8.0.1\"", 'S'),
-    ("server 10.8.0.0 255.255.255.0\nclient-config-dir ccd\nccd-exclusive\nclient-to-client\nduplicate-cn\nmax-clients 100", 'S'),
+    ("server 10.8.0.0 255.255.255.0\nclient-config-dir ccd\nccd-exclusive\nclient-to-client\nduplicate-cn\nmax-clients 100\nconnect-freq-initial 500 10", 'S'),
     ("server 10.8.0.0 255.255.255.0\nkeepalive 10 60", 'S'),
     ("server 10.8.0.0 255.255.255.0\nping 5\nping-restart 30\nping-exit 600", 'S'),
     ("server 10.8.0.0 255.255.255.0\nhand-window 30\ntran-window 60\ntls-timeout 3\nreneg-sec 600\nreneg-bytes 1000000\nreneg-pkts 5000", 'S'),

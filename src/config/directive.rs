@@ -72,6 +72,8 @@ pub struct Builder {
     pub client_to_client: bool,
     pub duplicate_cn: bool,
     pub max_clients: Option<u32>,
+    /// `connect-freq-initial N S`.
+    pub connect_freq_initial: Option<(u32, u32)>,
     pub keepalive: Option<(u32, u32)>,
     pub ping: Option<u32>,
     pub ping_restart: Option<u32>,
@@ -693,6 +695,12 @@ impl Builder {
             "max-clients" => {
                 let v = self.one_u32(line, "max-clients")?;
                 self.max_clients = Some(positive(v, "max-clients")?);
+            }
+            "connect-freq-initial" => {
+                let a = nargs(line, 2, 2)?;
+                let n = u32_arg(arg(a, 0)?, "connect-freq-initial count")?;
+                let s = u32_arg(arg(a, 1)?, "connect-freq-initial seconds")?;
+                self.connect_freq_initial = Some((n, positive(s, "connect-freq-initial seconds")?));
             }
             "keepalive" => {
                 let a = nargs(line, 2, 2)?;

@@ -49,6 +49,7 @@ const SERVER_ONLY: &[&str] = &[
     "client-to-client",
     "duplicate-cn",
     "max-clients",
+    "connect-freq-initial",
     "auth-user-pass-verify",
 ];
 const CLIENT_ONLY: &[&str] = &[
@@ -513,6 +514,7 @@ pub fn finish(
         client_to_client: b.client_to_client,
         duplicate_cn: b.duplicate_cn,
         max_clients: b.max_clients.unwrap_or(1024),
+        connect_freq_initial: b.connect_freq_initial.unwrap_or((100, 10)),
         ping,
         ping_restart,
         ping_exit: b.ping_exit,

@@ -316,6 +316,9 @@ pub struct Config {
     pub client_to_client: bool,
     pub duplicate_cn: bool,
     pub max_clients: u32,
+    /// `connect-freq-initial N S`: at most N stateless (cookie) replies per S seconds
+    /// (OpenVPN 2.6 default 100 per 10).
+    pub connect_freq_initial: (u32, u32),
     pub ping: Option<u32>,
     pub ping_restart: Option<u32>,
     pub ping_exit: Option<u32>,

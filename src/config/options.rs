@@ -103,6 +103,7 @@ pub const OPTIONS: &[OptionDoc] = &[
     o("client-to-client", "", "Forward traffic between clients inside fwd."),
     o("duplicate-cn", "", "Allow several connections with the same common name."),
     o("max-clients", "N", "Maximum concurrent clients (default 1024)."),
+    o("connect-freq-initial", "N S", "At most N replies to new connection attempts per S seconds (default 100 10)."),
     c("ifconfig-push", "LOCAL REMOTE|NETMASK [ALIAS]", "ccd: static IPv4 address for this client (disables pool IPv6; add ifconfig-ipv6-push)."),
     c("ifconfig-ipv6-push", "ADDR/BITS [REMOTE]", "ccd: static IPv6 address for this client, pushed as `ifconfig-ipv6 ADDR/BITS REMOTE` (REMOTE defaults to the server's ifconfig-ipv6 address)."),
     c("iroute", "NETWORK [NETMASK]", "ccd: IPv4 subnet behind this client (needs a server `route`)."),

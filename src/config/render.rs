@@ -216,6 +216,10 @@ pub fn render_with(c: &Config, opts: RenderOptions) -> String {
     }
     if c.role == Role::Server {
         l!("max-clients {}", c.max_clients);
+        if c.connect_freq_initial != (100, 10) {
+            let (n, s) = c.connect_freq_initial;
+            l!("connect-freq-initial {n} {s}");
+        }
     }
     if let Some(v) = c.ping {
         l!("ping {v}");

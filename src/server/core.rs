@@ -9,9 +9,11 @@
 //!
 //! Invariants: a peer id is held by at most one connection; a pool slot is released exactly
 //! once, when its connection ends; no state is created for a source address until it echoed our
-//! cookie.
+//! cookie; `timers` holds exactly one `(deadline, conn)` entry per connection whose session has
+//! a deadline, refreshed after every call into that session (so the control loop's
+//! `poll_timeout`/`handle_timeout` cost O(log n), not a scan of every connection).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,8 +72,9 @@ pub struct ServerSettings {
     pub max_clients: u32,
     pub tun_mtu: u16,
     pub hand_window: Duration,
-    /// `connect-freq-initial`: stateless replies per 10 s.
+    /// `connect-freq-initial N S`: at most N stateless replies per `initial_reply_window` (S).
     pub initial_reply_limit: u32,
+    pub initial_reply_window: Duration,
 }
 
 /// Everything the data plane needs to know about a connected client.
@@ -147,6 +150,8 @@ struct Conn {
     remote: SocketAddr,
     peer: Option<ConnPeer>,
     common_name: Option<String>,
+    /// This connection's entry in `ServerCore::timers`.
+    timer: Option<Instant>,
 }
 
 struct ConnPeer {
@@ -184,6 +189,8 @@ pub struct ServerCore {
     cookie_key: hmac::Key,
     conns: HashMap<u64, Conn>,
     by_addr: HashMap<SocketAddr, u64>,
+    /// Session deadlines, earliest first (see the module invariants).
+    timers: BTreeSet<(Instant, u64)>,
     next_conn: u64,
     next_client_id: u64,
     peer_ids: Vec<bool>,
@@ -216,6 +223,7 @@ impl ServerCore {
             cookie_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             conns: HashMap::new(),
             by_addr: HashMap::new(),
+            timers: BTreeSet::new(),
             next_conn: 1,
             next_client_id: 0,
             peer_ids: vec![false; max],
@@ -366,7 +374,7 @@ impl ServerCore {
     }
 
     fn rate_ok(&mut self, now: Instant) -> bool {
-        let window = self.unix(now) / 10;
+        let window = self.unix(now) / self.settings.initial_reply_window.as_secs().max(1);
         if self.rate_window.0 != window {
             self.rate_window = (window, 0);
         }
@@ -421,6 +429,7 @@ impl ServerCore {
                 remote: from,
                 peer: None,
                 common_name: None,
+                timer: None,
             },
         );
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -439,10 +448,29 @@ impl ServerCore {
                 self.transmits.push_back((conn.remote, bytes));
             }
             let Some(ev) = conn.session.poll_event() else {
+                self.reschedule(id);
                 return;
             };
             self.handle_session_event(now, id, ev);
         }
+    }
+
+    /// Refresh `id`'s entry in `timers` after its session was touched.
+    fn reschedule(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let next = conn.session.poll_timeout();
+        if next == conn.timer {
+            return;
+        }
+        if let Some(t) = conn.timer.take() {
+            self.timers.remove(&(t, id));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, id));
+        }
+        conn.timer = next;
     }
 
     fn handle_session_event(&mut self, now: Instant, id: u64, ev: Event) {
@@ -708,6 +736,9 @@ impl ServerCore {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        if let Some(t) = conn.timer {
+            self.timers.remove(&(t, id));
+        }
         if self.by_addr.get(&conn.remote) == Some(&id) {
             self.by_addr.remove(&conn.remote);
         }
@@ -810,20 +841,25 @@ impl ServerCore {
         }
     }
 
+    /// The earliest session deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .filter_map(|c| c.session.poll_timeout())
-            .min()
+        self.timers.first().map(|&(t, _)| t)
     }
 
+    /// Run the sessions whose deadline has come (each at most once per call, even if its next
+    /// deadline is already due again).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.session.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(&id, _)| id)
-            .collect();
+        let mut due = Vec::new();
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.timer = None;
+            }
+            due.push(id);
+        }
         for id in due {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.session.handle_timeout(now);
