@@ -59,57 +59,57 @@ impl Segment {
 
     /// Recompute the intervals from `routes` (`width`: 32 or 128).
     fn rebuild(&mut self, width: u8) {
-        let mut out: Vec<(u128, Option<PeerId>)> = vec![(0, None)];
-        // Emit "from `start` on, `owner`": a later emission at the same start replaces the
-        // earlier one (it is more specific); equal neighbours are merged.
-        fn emit(out: &mut Vec<(u128, Option<PeerId>)>, start: u128, owner: Option<PeerId>) {
-            if let Some(last) = out.last_mut() {
-                if last.0 == start {
-                    last.1 = owner;
-                    let n = out.len();
-                    if n >= 2 && out.get(n - 2).map(|x| x.1) == Some(owner) {
-                        out.pop();
-                    }
-                    return;
-                }
-                if last.1 == owner {
-                    return;
-                }
-            }
-            out.push((start, owner));
-        }
+        let mut out: Runs = vec![(0, None)];
         // Enclosing routes still open at the current position: (last address, owner).
         let mut open: Vec<(u128, PeerId)> = Vec::new();
         // Sorted by (prefix, len): an enclosing prefix comes before everything it contains.
         for (&(p, len), &o) in &self.routes {
             let last = p | (!mask(width, len) & mask(width, width));
-            close_before(&mut open, &mut out, p, emit);
+            close_before(&mut open, &mut out, p);
             emit(&mut out, p, Some(o));
             open.push((last, o));
         }
-        close_before(&mut open, &mut out, u128::MAX, emit);
-        // Whatever is still open ends at the top of the address space.
+        // Whatever is still open after this ends at the top of the address space.
+        close_before(&mut open, &mut out, u128::MAX);
         let (starts, owners): (Vec<u128>, Vec<Option<PeerId>>) = out.into_iter().unzip();
         self.starts = starts.into();
         self.owners = owners.into();
+    }
+}
 
-        /// Close every open route that ends before `p`, emitting its parent's ownership.
-        fn close_before(
-            open: &mut Vec<(u128, PeerId)>,
-            out: &mut Vec<(u128, Option<PeerId>)>,
-            p: u128,
-            emit: fn(&mut Vec<(u128, Option<PeerId>)>, u128, Option<PeerId>),
-        ) {
-            while let Some(&(last, _)) = open.last() {
-                if last >= p {
-                    break;
-                }
-                open.pop();
-                let parent = open.last().map(|x| x.1);
-                // `last < p ≤ u128::MAX`, so `last + 1` does not overflow.
-                emit(out, last + 1, parent);
+/// Interval list under construction: (first address, owner), ascending.
+type Runs = Vec<(u128, Option<PeerId>)>;
+
+/// Append "from `start` on, `owner`": a later emission at the same start replaces the earlier
+/// one (it is more specific); equal neighbours are merged.
+fn emit(out: &mut Runs, start: u128, owner: Option<PeerId>) {
+    if let Some(last) = out.last_mut() {
+        if last.0 == start {
+            last.1 = owner;
+            let n = out.len();
+            if n >= 2 && out.get(n - 2).map(|x| x.1) == Some(owner) {
+                out.pop();
             }
+            return;
         }
+        if last.1 == owner {
+            return;
+        }
+    }
+    out.push((start, owner));
+}
+
+/// Close every open route that ends before `p`, handing the rest of its span back to its
+/// enclosing route (or nobody).
+fn close_before(open: &mut Vec<(u128, PeerId)>, out: &mut Runs, p: u128) {
+    while let Some(&(last, _)) = open.last() {
+        if last >= p {
+            break;
+        }
+        open.pop();
+        let parent = open.last().map(|x| x.1);
+        // `last < p ≤ u128::MAX`, so `last + 1` does not overflow.
+        emit(out, last + 1, parent);
     }
 }
 
