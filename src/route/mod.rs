@@ -5,12 +5,15 @@
 //! (pool address /32, `ifconfig-ipv6` address /128) and its `iroute` / `iroute-ipv6` prefixes.
 //!
 //! Semantics:
-//! * Lookup is OpenVPN 2.6's algorithm (`multi_get_instance_by_virtual_addr`): an exact host
-//!   lookup first, then, for each prefix length currently used by an iroute of that family,
-//!   longest first, mask the address and look it up; the first hit wins. This is exactly
-//!   longest-prefix match, with a host route (full length) beating every iroute. Before the
-//!   per-length probes a one-bit-per-block miss filter ([`filter`]) rules out addresses no
-//!   iroute can cover, so an Internet destination costs one host probe.
+//! * Lookup is longest-prefix match, with a host route (full length) beating every iroute —
+//!   the result of OpenVPN 2.6's algorithm (`multi_get_instance_by_virtual_addr`: exact host
+//!   lookup, then one masked lookup per iroute length in use, longest first), computed
+//!   differently: a one-word block filter ([`filter`]) says whether the address's block may
+//!   hold host routes and/or iroutes; the host map is probed only in the former case, the
+//!   iroute index ([`seg`]: iroutes grouped by a common prefix length, one hash probe for the
+//!   group plus a binary search in its few address runs) only in the latter (or when some
+//!   iroute is shorter than a block). An Internet destination thus costs one bit test, an
+//!   iroute hit one hash probe plus a search over a handful of runs.
 //! * Every prefix is normalised (host bits cleared) on insert and remove. For IPv6 that is
 //!   what 2.6 does. **Deviation:** 2.6 stores IPv4 iroutes as written, so an
 //!   `iroute 192.168.5.1 255.255.255.0` never matches anything there; fwd normalises it to
@@ -26,7 +29,9 @@
 //! routed with one snapshot sees one consistent table, and a [`RouteTable::apply`] batch
 //! becomes visible all at once or not at all. Writers (the control plane) are serialised by a
 //! mutex readers never touch. Updates are cheap because the snapshot's maps are persistent
-//! ([`pmap`]): a new snapshot shares everything with the old one except the copied paths.
+//! ([`pmap`]): a new snapshot shares everything with the old one except the copied paths, the
+//! filter bitmap when a block opens or closes, and the run arrays of the touched iroute groups
+//! (rebuilt once per batch, O(iroutes in that group)).
 
 mod filter;
 mod pmap;

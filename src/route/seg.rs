@@ -1,35 +1,39 @@
-//! Iroute longest-prefix match: per-block interval arrays, structurally shared between
-//! snapshots.
+//! Iroute longest-prefix match: small per-group run arrays in a persistent hash map.
 //!
 //! Owns: every iroute (prefix shorter than a host route) of one address family.
 //!
-//! Layout: the address space is cut into fixed *blocks* (IPv4 /16, IPv6 /32). The iroutes at
-//! least as long as a block live in that block's [`Segment`]; a persistent map ([`PMap`]) goes
-//! from block number (the address's top bits, exact) to its segment. The few iroutes shorter
-//! than a block live in one extra segment, `short`. A segment keeps its routes twice:
-//! * `routes`, an ordered map `(prefix, len) → peer` — the source of truth for updates;
-//! * `starts`/`owners`, the routes flattened into disjoint address intervals (nested prefixes
-//!   resolved longest-first, adjacent equal owners merged), so a lookup is one binary search
-//!   over a short sorted array instead of one hash probe per prefix length in use.
+//! Layout: iroutes at least as long as a *block* (IPv4 /16, IPv6 /32; the filter's unit) are
+//! "long"; the rest are "short". Long routes are grouped by their first `glen` bits, where
+//! `glen` is at most the shortest long route's length (so every long route lies in exactly
+//! one group, and with the usual uniform iroute lengths — say all /48../64 — groups hold one
+//! or a few routes). Per group the index keeps
+//! * `members`, an ordered map `(prefix, len) → peer`, the source of truth for updates, and
+//! * `groups`, the same routes flattened into disjoint address *runs* (nested prefixes
+//!   resolved longest-first, equal neighbours merged), an `Arc<[Run]>` read by lookups.
 //!
-//! Lookup: block segment first, then `short`. This is exactly longest-prefix match because any
-//! route in a block segment that covers the address is longer than every short route.
+//! The short routes (rare: an iroute wider than a /16 or a /32) form one extra run array.
 //!
-//! Updates touch only the segment of the changed route's block (plus the `blocks` path): the
-//! segment is copied if a published snapshot shares it, edited in `routes`, and its intervals
-//! are rebuilt by [`IrouteIndex::finish`] once per batch (O(routes in that block)).
+//! Lookup: one hash probe for the group of `a & mask(glen)`, one binary search in its (short)
+//! run array; then, if that found nothing, the short routes' run array. This is exactly
+//! longest-prefix match: a long route covering the address is in that group, and is longer
+//! than every short route. It replaces OpenVPN's one-probe-per-length-in-use.
+//!
+//! Updates touch only the changed route's group (plus the hash-map paths): the member map is
+//! copied if a published snapshot shares it, and its runs are rebuilt by
+//! [`IrouteIndex::finish`] once per batch. A route shorter than `glen` (but long) regroups
+//! every long route once (O(long routes); only when a new, shorter length comes into use);
+//! `glen` resets when the last long route goes.
 //!
 //! Invariants (of a published index, i.e. after `finish`):
-//! * no segment is empty; `dirty` is empty;
-//! * every segment's `starts` begins with 0 and is strictly ascending, `owners` has the same
-//!   length, and interval `i` = `[starts[i], starts[i+1])` is owned by the longest route of
-//!   `routes` covering it (or nobody);
-//! * `count` is the total number of routes.
+//! * every long route has length ≥ `glen` and sits in `members[p & gmask]`; no member map is
+//!   empty; `groups` has exactly the keys of `members`; `dirty` is empty;
+//! * every run array starts at 0, is strictly ascending, and run `i` (up to run `i+1`) is
+//!   owned by the longest member route covering it (or nobody).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::pmap::PMap;
+use super::pmap::{PMap, K6};
 use super::PeerId;
 
 /// Mask of the top `len` bits of a `width`-bit address held in the low bits of a `u128`.
@@ -40,68 +44,66 @@ fn mask(width: u8, len: u8) -> u128 {
     full & !host
 }
 
-/// The iroutes of one block (or the short iroutes), see the module doc.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Segment {
-    routes: BTreeMap<(u128, u8), PeerId>,
-    starts: Box<[u128]>,
-    owners: Box<[Option<PeerId>]>,
+/// Routes of one group (or the short routes): `(prefix, len) → owner`, ordered.
+type Members = BTreeMap<(u128, u8), PeerId>;
+
+/// From `start` on (up to the next run's start), addresses belong to `owner`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    start: u128,
+    owner: Option<PeerId>,
 }
 
-impl Segment {
-    /// Longest-prefix match among this segment's routes.
-    #[inline(always)]
-    pub(crate) fn lookup(&self, a: u128) -> Option<PeerId> {
-        // `starts[0] == 0`, so at least one start is ≤ a.
-        let i = self.starts.partition_point(|&s| s <= a);
-        self.owners.get(i.wrapping_sub(1)).copied().flatten()
-    }
-
-    /// Recompute the intervals from `routes` (`width`: 32 or 128).
-    fn rebuild(&mut self, width: u8) {
-        let mut out: Runs = vec![(0, None)];
-        // Enclosing routes still open at the current position: (last address, owner).
-        let mut open: Vec<(u128, PeerId)> = Vec::new();
-        // Sorted by (prefix, len): an enclosing prefix comes before everything it contains.
-        for (&(p, len), &o) in &self.routes {
-            let last = p | (!mask(width, len) & mask(width, width));
-            close_before(&mut open, &mut out, p);
-            emit(&mut out, p, Some(o));
-            open.push((last, o));
-        }
-        // Whatever is still open after this ends at the top of the address space.
-        close_before(&mut open, &mut out, u128::MAX);
-        let (starts, owners): (Vec<u128>, Vec<Option<PeerId>>) = out.into_iter().unzip();
-        self.starts = starts.into();
-        self.owners = owners.into();
-    }
+/// Longest-prefix match in a run array (first run starts at 0).
+#[inline(always)]
+fn runs_lookup(runs: &[Run], a: u128) -> Option<PeerId> {
+    let i = runs.partition_point(|r| r.start <= a);
+    runs.get(i.wrapping_sub(1)).and_then(|r| r.owner)
 }
 
-/// Interval list under construction: (first address, owner), ascending.
-type Runs = Vec<(u128, Option<PeerId>)>;
+/// Flatten `routes` (`width`: 32 or 128) into disjoint runs: nested prefixes resolved
+/// longest-first, equal neighbours merged, the first run starting at 0.
+fn build_runs(routes: &Members, width: u8) -> Arc<[Run]> {
+    let mut out: Vec<Run> = vec![Run {
+        start: 0,
+        owner: None,
+    }];
+    // Enclosing routes still open at the current position: (last address, owner).
+    let mut open: Vec<(u128, PeerId)> = Vec::new();
+    // Sorted by (prefix, len): an enclosing prefix comes before everything it contains.
+    for (&(p, len), &o) in routes {
+        let last = p | (!mask(width, len) & mask(width, width));
+        close_before(&mut open, &mut out, p);
+        emit(&mut out, p, Some(o));
+        open.push((last, o));
+    }
+    // Whatever is still open after this ends at the top of the address space.
+    close_before(&mut open, &mut out, u128::MAX);
+    out.into()
+}
 
 /// Append "from `start` on, `owner`": a later emission at the same start replaces the earlier
 /// one (it is more specific); equal neighbours are merged.
-fn emit(out: &mut Runs, start: u128, owner: Option<PeerId>) {
+fn emit(out: &mut Vec<Run>, start: u128, owner: Option<PeerId>) {
     if let Some(last) = out.last_mut() {
-        if last.0 == start {
-            last.1 = owner;
+        if last.start == start {
+            last.owner = owner;
             let n = out.len();
-            if n >= 2 && out.get(n - 2).map(|x| x.1) == Some(owner) {
+            if n >= 2 && out.get(n - 2).map(|x| x.owner) == Some(owner) {
                 out.pop();
             }
             return;
         }
-        if last.1 == owner {
+        if last.owner == owner {
             return;
         }
     }
-    out.push((start, owner));
+    out.push(Run { start, owner });
 }
 
 /// Close every open route that ends before `p`, handing the rest of its span back to its
 /// enclosing route (or nobody).
-fn close_before(open: &mut Vec<(u128, PeerId)>, out: &mut Runs, p: u128) {
+fn close_before(open: &mut Vec<(u128, PeerId)>, out: &mut Vec<Run>, p: u128) {
     while let Some(&(last, _)) = open.last() {
         if last >= p {
             break;
@@ -118,14 +120,22 @@ fn close_before(open: &mut Vec<(u128, PeerId)>, out: &mut Runs, p: u128) {
 pub(crate) struct IrouteIndex {
     /// Address width in bits (32 or 128).
     width: u8,
-    /// Block prefix length (16 or 32).
+    /// Block prefix length (16 or 32): routes shorter than this are "short".
     block_len: u8,
-    blocks: PMap<u32, Arc<Segment>>,
-    short: Option<Arc<Segment>>,
-    count: usize,
-    /// Blocks edited since the last `finish` (`u32::MAX` never is a block: blocks are ≤ 32
-    /// bits, but `short_dirty` covers the short segment separately).
-    dirty: Vec<u32>,
+    /// Group length: every long route is at least this long (`width` when there is none).
+    glen: u8,
+    /// `mask(width, glen)`.
+    gmask: u128,
+    /// Group prefix → runs of the group's routes (the lookup side).
+    groups: PMap<K6, Arc<[Run]>>,
+    /// Group prefix → the group's routes (the update side).
+    members: PMap<K6, Arc<Members>>,
+    /// Number of long routes.
+    long: usize,
+    short_members: Option<Arc<Members>>,
+    short: Option<Arc<[Run]>>,
+    /// Group prefixes edited since the last `finish`.
+    dirty: Vec<u128>,
     short_dirty: bool,
 }
 
@@ -134,32 +144,30 @@ impl IrouteIndex {
         IrouteIndex {
             width,
             block_len,
-            blocks: PMap::new(),
+            glen: width,
+            gmask: mask(width, width),
+            groups: PMap::new(),
+            members: PMap::new(),
+            long: 0,
+            short_members: None,
             short: None,
-            count: 0,
             dirty: Vec::new(),
             short_dirty: false,
         }
     }
 
-    /// Block number of an address (its top `block_len` bits).
-    #[inline(always)]
-    pub(crate) fn block_of(&self, a: u128) -> u32 {
-        (a >> (self.width - self.block_len)) as u32
-    }
-
-    /// Longest-prefix match among the iroutes covering `a`, looking at the block segment only
-    /// if `in_block` (the caller's filter says the block may hold iroutes).
+    /// Longest-prefix match among the iroutes covering `a`, looking at the long routes only
+    /// if `in_block` (the caller's filter says the block may hold some).
     #[inline(always)]
     pub(crate) fn lookup(&self, a: u128, in_block: bool) -> Option<PeerId> {
         if in_block {
-            if let Some(seg) = self.blocks.get(self.block_of(a)) {
-                if let Some(p) = seg.lookup(a) {
+            if let Some(runs) = self.groups.get(K6::new(a & self.gmask)) {
+                if let Some(p) = runs_lookup(runs, a) {
                     return Some(p);
                 }
             }
         }
-        self.short.as_ref().and_then(|s| s.lookup(a))
+        self.short.as_deref().and_then(|r| runs_lookup(r, a))
     }
 
     /// Whether any iroute is shorter than a block (then every address may match).
@@ -169,80 +177,114 @@ impl IrouteIndex {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.count
+        self.long + self.short_members.as_ref().map_or(0, |m| m.len())
     }
 
     /// Owner of exactly the normalised prefix `(p, len)`.
     pub(crate) fn get(&self, p: u128, len: u8) -> Option<PeerId> {
-        let seg = if len < self.block_len {
-            self.short.as_deref()
+        let m = if len < self.block_len {
+            self.short_members.as_deref()
+        } else if len < self.glen {
+            None
         } else {
-            self.blocks.get(self.block_of(p)).map(|s| &**s)
+            self.members.get(K6::new(p & self.gmask)).map(|m| &**m)
         };
-        seg.and_then(|s| s.routes.get(&(p, len)).copied())
+        m.and_then(|m| m.get(&(p, len)).copied())
     }
 
     /// Set (`Some`) or clear (`None`) the owner of the normalised prefix `(p, len)`; returns
-    /// the previous owner. Intervals are stale until [`IrouteIndex::finish`].
+    /// the previous owner. Runs are stale until [`IrouteIndex::finish`].
     pub(crate) fn put(&mut self, p: u128, len: u8, peer: Option<PeerId>) -> Option<PeerId> {
         if peer.is_none() && self.get(p, len).is_none() {
             return None;
         }
-        let old = if len < self.block_len {
-            let seg = Arc::make_mut(self.short.get_or_insert_with(Default::default));
-            let old = edit(seg, p, len, peer);
-            if seg.routes.is_empty() {
-                self.short = None;
+        if len < self.block_len {
+            let m = Arc::make_mut(self.short_members.get_or_insert_with(Default::default));
+            let old = edit(m, p, len, peer);
+            if m.is_empty() {
+                self.short_members = None;
             }
             self.short_dirty = true;
-            old
-        } else {
-            let b = self.block_of(p);
-            let mut seg = self.blocks.get(b).cloned().unwrap_or_default();
-            // Drop our copy of the pointer from the map first so `make_mut` copies the segment
-            // only if a published snapshot shares it.
-            self.blocks.remove(b);
-            let s = Arc::make_mut(&mut seg);
-            let old = edit(s, p, len, peer);
-            if !s.routes.is_empty() {
-                self.blocks.insert(b, seg);
-                self.dirty.push(b);
-            }
-            old
-        };
+            return old;
+        }
+        if len < self.glen {
+            self.regroup(len);
+        }
+        let g = K6::new(p & self.gmask);
+        let mut m = self.members.get(g).cloned().unwrap_or_default();
+        // Drop the map's copy of the pointer first so `make_mut` copies the group only if a
+        // published snapshot shares it.
+        self.members.remove(g);
+        let ms = Arc::make_mut(&mut m);
+        let old = edit(ms, p, len, peer);
+        if !ms.is_empty() {
+            self.members.insert(g, m);
+        }
+        self.dirty.push(p & self.gmask);
         match (old, peer) {
-            (None, Some(_)) => self.count += 1,
-            (Some(_), None) => self.count -= 1,
+            (None, Some(_)) => self.long += 1,
+            (Some(_), None) => self.long -= 1,
             _ => {}
+        }
+        if self.long == 0 {
+            // Nothing left to group: the next route may choose any group length. `finish`
+            // still drops the emptied groups (their prefixes are in `dirty`).
+            self.glen = self.width;
+            self.gmask = mask(self.width, self.width);
         }
         old
     }
 
-    /// Rebuild the intervals of every segment edited since the last call.
+    /// Regroup every long route by its first `glen` bits (needed when a route shorter than
+    /// the current group length arrives: O(long routes), rare — routes of a new, shorter
+    /// length in use).
+    fn regroup(&mut self, glen: u8) {
+        let mut by_group: HashMap<u128, Members> = HashMap::new();
+        let gmask = mask(self.width, glen);
+        for (_, m) in self.members.iter() {
+            for (&(p, l), &o) in m.iter() {
+                by_group.entry(p & gmask).or_default().insert((p, l), o);
+            }
+        }
+        self.glen = glen;
+        self.gmask = gmask;
+        self.groups = PMap::new();
+        self.members = PMap::new();
+        self.dirty.clear();
+        for (g, m) in by_group {
+            self.members.insert(K6::new(g), Arc::new(m));
+            self.dirty.push(g);
+        }
+    }
+
+    /// Rebuild the runs of every group edited since the last call.
     pub(crate) fn finish(&mut self) {
         let width = self.width;
         if std::mem::take(&mut self.short_dirty) {
-            if let Some(s) = self.short.as_mut() {
-                Arc::make_mut(s).rebuild(width);
-            }
+            self.short = self.short_members.as_deref().map(|m| build_runs(m, width));
         }
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
-        for b in dirty {
-            if let Some(mut seg) = self.blocks.get(b).cloned() {
-                self.blocks.remove(b);
-                Arc::make_mut(&mut seg).rebuild(width);
-                self.blocks.insert(b, seg);
+        for g in dirty {
+            let g = K6::new(g);
+            match self.members.get(g) {
+                Some(m) => {
+                    let runs = build_runs(m, width);
+                    self.groups.insert(g, runs);
+                }
+                None => {
+                    self.groups.remove(g);
+                }
             }
         }
     }
 }
 
-fn edit(seg: &mut Segment, p: u128, len: u8, peer: Option<PeerId>) -> Option<PeerId> {
+fn edit(m: &mut Members, p: u128, len: u8, peer: Option<PeerId>) -> Option<PeerId> {
     match peer {
-        Some(o) => seg.routes.insert((p, len), o),
-        None => seg.routes.remove(&(p, len)),
+        Some(o) => m.insert((p, len), o),
+        None => m.remove(&(p, len)),
     }
 }
 
@@ -250,13 +292,19 @@ fn edit(seg: &mut Segment, p: u128, len: u8, peer: Option<PeerId>) -> Option<Pee
 mod tests {
     use super::*;
 
-    fn seg(width: u8, routes: &[(u128, u8, u32)]) -> Segment {
-        let mut s = Segment::default();
-        for &(p, l, o) in routes {
-            s.routes.insert((p & mask(width, l), l), PeerId(o));
+    struct Seg(Arc<[Run]>);
+    impl Seg {
+        fn lookup(&self, a: u128) -> Option<PeerId> {
+            runs_lookup(&self.0, a)
         }
-        s.rebuild(width);
-        s
+    }
+
+    fn seg(width: u8, routes: &[(u128, u8, u32)]) -> Seg {
+        let mut m = Members::new();
+        for &(p, l, o) in routes {
+            m.insert((p & mask(width, l), l), PeerId(o));
+        }
+        Seg(build_runs(&m, width))
     }
 
     #[test]
@@ -281,7 +329,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            &*s.starts,
+            s.0.iter().map(|r| r.start).collect::<Vec<_>>(),
             &[
                 0,
                 0x0a00_0000,
@@ -336,7 +384,35 @@ mod tests {
         assert_eq!(ix.put(a | 1 << 64, 64, None), Some(PeerId(2)));
         ix.finish();
         assert!(!ix.has_short());
-        assert_eq!(ix.blocks.len(), 0);
+        assert_eq!(ix.groups.len(), 0);
+        assert_eq!(ix.members.len(), 0);
         assert_eq!(ix.len(), 0);
+    }
+
+    #[test]
+    fn shorter_long_route_regroups_and_glen_resets() {
+        let mut ix = IrouteIndex::new(32, 16);
+        ix.put(0x0a01_0200, 24, Some(PeerId(1)));
+        ix.put(0x0a01_0280, 25, Some(PeerId(2)));
+        ix.finish();
+        assert_eq!(ix.glen, 24);
+        let old = ix.clone();
+        ix.put(0x0a01_0000, 16, Some(PeerId(3)));
+        ix.finish();
+        assert_eq!(ix.glen, 16);
+        assert_eq!(ix.groups.len(), 1);
+        assert_eq!(ix.lookup(0x0a01_0201, true), Some(PeerId(1)));
+        assert_eq!(ix.lookup(0x0a01_0281, true), Some(PeerId(2)));
+        assert_eq!(ix.lookup(0x0a01_0301, true), Some(PeerId(3)));
+        assert_eq!(old.lookup(0x0a01_0301, true), None);
+        assert_eq!(ix.get(0x0a01_0280, 25), Some(PeerId(2)));
+        for (p, l) in [(0x0a01_0200, 24), (0x0a01_0280, 25), (0x0a01_0000, 16)] {
+            assert!(ix.put(p, l, None).is_some());
+        }
+        ix.finish();
+        assert_eq!(ix.glen, 32);
+        assert_eq!(ix.groups.len(), 0);
+        assert_eq!(ix.len(), 0);
+        assert_eq!(old.lookup(0x0a01_0201, true), Some(PeerId(1)));
     }
 }
