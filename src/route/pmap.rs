@@ -77,6 +77,11 @@ impl K6 {
             lo: a as u64,
         }
     }
+
+    #[inline(always)]
+    pub(crate) fn get(self) -> u128 {
+        u128::from(self.hi) << 64 | u128::from(self.lo)
+    }
 }
 
 impl Key for K6 {
