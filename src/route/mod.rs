@@ -5,12 +5,15 @@
 //! (pool address /32, `ifconfig-ipv6` address /128) and its `iroute` / `iroute-ipv6` prefixes.
 //!
 //! Semantics:
-//! * Lookup is OpenVPN 2.6's algorithm (`multi_get_instance_by_virtual_addr`): an exact host
-//!   lookup first, then, for each prefix length currently used by an iroute of that family,
-//!   longest first, mask the address and look it up; the first hit wins. This is exactly
-//!   longest-prefix match, with a host route (full length) beating every iroute. Before the
-//!   per-length probes a one-bit-per-block miss filter ([`filter`]) rules out addresses no
-//!   iroute can cover, so an Internet destination costs one host probe.
+//! * Lookup is longest-prefix match, with a host route (full length) beating every iroute —
+//!   the result of OpenVPN 2.6's algorithm (`multi_get_instance_by_virtual_addr`: exact host
+//!   lookup, then one masked lookup per iroute length in use, longest first), computed
+//!   differently: a one-word block filter ([`filter`]) says whether the address's block may
+//!   hold host routes and/or iroutes; the host map is probed only in the former case, the
+//!   iroute index ([`seg`]: iroutes grouped by a common prefix length, one hash probe for the
+//!   group plus a binary search in its few address runs) only in the latter (or when some
+//!   iroute is shorter than a block). An Internet destination thus costs one bit test, an
+//!   iroute hit one hash probe plus a search over a handful of runs.
 //! * Every prefix is normalised (host bits cleared) on insert and remove. For IPv6 that is
 //!   what 2.6 does. **Deviation:** 2.6 stores IPv4 iroutes as written, so an
 //!   `iroute 192.168.5.1 255.255.255.0` never matches anything there; fwd normalises it to
@@ -26,10 +29,13 @@
 //! routed with one snapshot sees one consistent table, and a [`RouteTable::apply`] batch
 //! becomes visible all at once or not at all. Writers (the control plane) are serialised by a
 //! mutex readers never touch. Updates are cheap because the snapshot's maps are persistent
-//! ([`pmap`]): a new snapshot shares everything with the old one except the copied paths.
+//! ([`pmap`]): a new snapshot shares everything with the old one except the copied paths, the
+//! filter bitmap when a block opens or closes, and the run arrays of the touched iroute groups
+//! (rebuilt once per batch, O(iroutes in that group)).
 
 mod filter;
 mod pmap;
+mod seg;
 
 #[cfg(test)]
 mod proptests;
@@ -40,8 +46,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::{ArcSwap, Guard};
 use ipnet::IpNet;
 
-use filter::{block_v4, block_v6, BlockFilter};
+use filter::{block_v4, block_v6, BlockFilter, HOST, IROUTE};
 use pmap::{PMap, K6};
+use seg::IrouteIndex;
 
 /// Identifier of a connected peer (client instance) that owns routes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -58,27 +65,19 @@ pub enum RouteChange {
     RemovePeer(PeerId),
 }
 
-/// Exact-match table for one prefix length of one family.
-#[derive(Clone, Debug)]
-struct Level<K> {
-    len: u8,
-    mask: u128,
-    map: PMap<K, PeerId>,
-}
-
 /// An immutable, consistent view of the route table. Cheap to clone via `Arc`; lookups never
 /// allocate or lock.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     host4: PMap<u32, PeerId>,
     host6: PMap<K6, PeerId>,
-    /// IPv4 iroute lengths in use (0..=31), longest first; never holds an empty level.
-    pfx4: Arc<[Level<u32>]>,
-    /// IPv6 iroute lengths in use (0..=127), longest first; never holds an empty level.
-    pfx6: Arc<[Level<K6>]>,
-    /// Which IPv4 /16 blocks any iroute can cover (see [`filter`]).
+    /// IPv4 iroutes (blocks: /16).
+    iroutes4: IrouteIndex,
+    /// IPv6 iroutes (blocks: /32).
+    iroutes6: IrouteIndex,
+    /// Which IPv4 /16 blocks may hold host routes / iroutes (see [`filter`]).
     filter4: BlockFilter,
-    /// Which IPv6 /32 blocks (hashed) any iroute can cover.
+    /// Which IPv6 /32 blocks (hashed) may hold host routes / iroutes.
     filter6: BlockFilter,
     /// Number of routes of each peer. Key: `PeerId.0`.
     peer_len: PMap<u32, u32>,
@@ -88,26 +87,16 @@ pub struct Snapshot {
     peer_routes: PMap<u64, IpNet>,
 }
 
-#[inline(always)]
-fn mask_v4(len: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
-}
-
-#[inline(always)]
-fn mask_v6(len: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
-}
-
 impl Snapshot {
     /// An empty snapshot.
     pub fn new() -> Self {
         Snapshot {
             host4: PMap::new(),
             host6: PMap::new(),
-            pfx4: Arc::new([]),
-            pfx6: Arc::new([]),
-            filter4: BlockFilter::new(16),
-            filter6: BlockFilter::new(32),
+            iroutes4: IrouteIndex::new(32, 16),
+            iroutes6: IrouteIndex::new(128, 32),
+            filter4: BlockFilter::new(),
+            filter6: BlockFilter::new(),
             peer_len: PMap::new(),
             peer_routes: PMap::new(),
         }
@@ -116,29 +105,31 @@ impl Snapshot {
     /// Longest-prefix match of an IPv4 address given as a host-order `u32`.
     #[inline]
     pub fn lookup_v4_u32(&self, a: u32) -> Option<PeerId> {
-        if let Some(p) = self.host4.get(a) {
-            return Some(*p);
+        let bits = self.filter4.get(block_v4(a));
+        if bits & HOST != 0 {
+            if let Some(p) = self.host4.get(a) {
+                return Some(*p);
+            }
         }
-        if !self.filter4.may_match(block_v4(a)) {
+        if bits & IROUTE == 0 && !self.iroutes4.has_short() {
             return None;
         }
-        self.pfx4
-            .iter()
-            .find_map(|l| l.map.get(a & (l.mask as u32)).copied())
+        self.iroutes4.lookup(u128::from(a), bits & IROUTE != 0)
     }
 
     /// Longest-prefix match of an IPv6 address given as a host-order `u128`.
     #[inline]
     pub fn lookup_v6_u128(&self, a: u128) -> Option<PeerId> {
-        if let Some(p) = self.host6.get(K6::new(a)) {
-            return Some(*p);
+        let bits = self.filter6.get(block_v6(a));
+        if bits & HOST != 0 {
+            if let Some(p) = self.host6.get(K6::new(a)) {
+                return Some(*p);
+            }
         }
-        if !self.filter6.may_match(block_v6(a)) {
+        if bits & IROUTE == 0 && !self.iroutes6.has_short() {
             return None;
         }
-        self.pfx6
-            .iter()
-            .find_map(|l| l.map.get(K6::new(a & l.mask)).copied())
+        self.iroutes6.lookup(a, bits & IROUTE != 0)
     }
 
     /// Longest-prefix match of an IPv4 address.
@@ -176,24 +167,15 @@ impl Snapshot {
                 self.host6.get(K6::new(u128::from(n.addr()))).copied()
             }
             IpNet::V4(n) => self
-                .pfx4
-                .iter()
-                .find(|l| l.len == n.prefix_len())
-                .and_then(|l| l.map.get(u32::from(n.addr())).copied()),
-            IpNet::V6(n) => self
-                .pfx6
-                .iter()
-                .find(|l| l.len == n.prefix_len())
-                .and_then(|l| l.map.get(K6::new(u128::from(n.addr()))).copied()),
+                .iroutes4
+                .get(u128::from(u32::from(n.addr())), n.prefix_len()),
+            IpNet::V6(n) => self.iroutes6.get(u128::from(n.addr()), n.prefix_len()),
         }
     }
 
     /// Number of routes (host routes + iroutes, both families).
     pub fn len(&self) -> usize {
-        self.host4.len()
-            + self.host6.len()
-            + self.pfx4.iter().map(|l| l.map.len()).sum::<usize>()
-            + self.pfx6.iter().map(|l| l.map.len()).sum::<usize>()
+        self.host4.len() + self.host6.len() + self.iroutes4.len() + self.iroutes6.len()
     }
 
     /// True if the snapshot holds no route.
@@ -206,7 +188,8 @@ impl Snapshot {
         self.peer_len.len()
     }
 
-    /// Apply one change to this (private, not yet published) snapshot.
+    /// Apply one change to this (private, not yet published) snapshot. Call
+    /// [`Snapshot::finish`] before publishing.
     fn apply_one(&mut self, change: RouteChange) {
         match change {
             RouteChange::Add(net, peer) => {
@@ -237,45 +220,54 @@ impl Snapshot {
         }
     }
 
+    /// Bring the derived lookup structures (iroute intervals) up to date after `apply_one`s.
+    fn finish(&mut self) {
+        self.iroutes4.finish();
+        self.iroutes6.finish();
+    }
+
     /// Set (`Some`) or clear (`None`) the owner of the normalised `net`; returns the previous.
     fn put(&mut self, net: IpNet, peer: Option<PeerId>) -> Option<PeerId> {
-        match net {
+        let (old, filter, kind, block) = match net {
             IpNet::V4(n) if n.prefix_len() == 32 => {
                 let k = u32::from(n.addr());
-                match peer {
+                let old = match peer {
                     Some(p) => self.host4.insert(k, p),
                     None => self.host4.remove(k),
-                }
+                };
+                (old, &mut self.filter4, HOST, block_v4(k))
             }
             IpNet::V6(n) if n.prefix_len() == 128 => {
-                let k = K6::new(u128::from(n.addr()));
-                match peer {
-                    Some(p) => self.host6.insert(k, p),
-                    None => self.host6.remove(k),
-                }
+                let a = u128::from(n.addr());
+                let old = match peer {
+                    Some(p) => self.host6.insert(K6::new(a), p),
+                    None => self.host6.remove(K6::new(a)),
+                };
+                (old, &mut self.filter6, HOST, block_v6(a))
             }
             IpNet::V4(n) => {
                 let (len, a) = (n.prefix_len(), u32::from(n.addr()));
-                let mask = u128::from(mask_v4(len));
-                let old = put_level(&mut self.pfx4, len, mask, a, peer);
-                match (old, peer) {
-                    (None, Some(_)) => self.filter4.add(len, block_v4(a)),
-                    (Some(_), None) => self.filter4.remove(len, block_v4(a)),
-                    _ => {}
+                let old = self.iroutes4.put(u128::from(a), len, peer);
+                if len < 16 {
+                    return old;
                 }
-                old
+                (old, &mut self.filter4, IROUTE, block_v4(a))
             }
             IpNet::V6(n) => {
                 let (len, a) = (n.prefix_len(), u128::from(n.addr()));
-                let old = put_level(&mut self.pfx6, len, mask_v6(len), K6::new(a), peer);
-                match (old, peer) {
-                    (None, Some(_)) => self.filter6.add(len, block_v6(a)),
-                    (Some(_), None) => self.filter6.remove(len, block_v6(a)),
-                    _ => {}
+                let old = self.iroutes6.put(a, len, peer);
+                if len < 32 {
+                    return old;
                 }
-                old
+                (old, &mut self.filter6, IROUTE, block_v6(a))
             }
+        };
+        match (old, peer) {
+            (None, Some(_)) => filter.add(kind, block),
+            (Some(_), None) => filter.remove(kind, block),
+            _ => {}
         }
+        old
     }
 
     fn index(&mut self, peer: PeerId, net: IpNet) {
@@ -317,47 +309,6 @@ impl Default for Snapshot {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Set or clear `key` in the level of length `len`, creating or dropping the level as needed
-/// so that the level list stays sorted longest first and holds no empty level.
-fn put_level<K: pmap::Key>(
-    levels: &mut Arc<[Level<K>]>,
-    len: u8,
-    mask: u128,
-    key: K,
-    peer: Option<PeerId>,
-) -> Option<PeerId> {
-    let pos = levels.iter().position(|l| l.len <= len);
-    let exists = pos
-        .and_then(|i| levels.get(i))
-        .is_some_and(|l| l.len == len);
-    if !exists && peer.is_none() {
-        return None;
-    }
-    // The level list is at most 128 entries of cheap-to-clone maps: copy it.
-    let mut v: Vec<Level<K>> = levels.iter().cloned().collect();
-    let i = pos.unwrap_or(v.len());
-    if !exists {
-        v.insert(
-            i,
-            Level {
-                len,
-                mask,
-                map: PMap::new(),
-            },
-        );
-    }
-    let old = match (v.get_mut(i), peer) {
-        (Some(l), Some(p)) => l.map.insert(key, p),
-        (Some(l), None) => l.map.remove(key),
-        (None, _) => None,
-    };
-    if v.get(i).is_some_and(|l| l.map.len() == 0) {
-        v.remove(i);
-    }
-    *levels = v.into();
-    old
 }
 
 /// The writer side of the route table and its publication point.
@@ -427,6 +378,7 @@ impl RouteTable {
         for c in changes {
             next.apply_one(c);
         }
+        next.finish();
         self.current.store(Arc::new(next));
     }
 
@@ -467,16 +419,6 @@ mod tests {
     fn v6(s: &str) -> Ipv6Addr {
         s.parse()
             .unwrap_or_else(|e| panic!("bad test addr {s}: {e}"))
-    }
-
-    #[test]
-    fn masks() {
-        assert_eq!(mask_v4(0), 0);
-        assert_eq!(mask_v4(24), 0xffff_ff00);
-        assert_eq!(mask_v4(32), u32::MAX);
-        assert_eq!(mask_v6(0), 0);
-        assert_eq!(mask_v6(64), u128::MAX << 64);
-        assert_eq!(mask_v6(128), u128::MAX);
     }
 
     #[test]
@@ -570,9 +512,10 @@ mod tests {
         assert_eq!(s.lookup_v4(v4("10.8.0.3")), Some(PeerId(2)));
         assert_eq!(s.len(), 2);
         assert_eq!(s.peer_count(), 1);
-        // Empty levels are dropped.
-        assert!(s.pfx6.is_empty());
-        assert_eq!(s.pfx4.len(), 1);
+        // Emptied iroute structures are dropped.
+        assert_eq!(s.iroutes6.len(), 0);
+        assert_eq!(s.iroutes4.len(), 1);
+        assert_eq!(s.filter6.get(block_v6(u128::from(v6("fd00:1::5")))), 0);
     }
 
     #[test]

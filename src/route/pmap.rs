@@ -1,7 +1,7 @@
 //! Persistent (structurally shared) hash map used by the route snapshots.
 //!
 //! Owns: the storage layout of every exact-match table in a [`super::Snapshot`] (host routes,
-//! the per-length iroute tables and the peer index).
+//! the iroute block index, the filter counts and the peer index).
 //!
 //! Layout: open addressing with linear probing inside *leaves*; a leaf is an immutable
 //! `Arc<[Slot]>` once published. A small map is a single leaf; a large map is a fixed two-level
@@ -76,6 +76,11 @@ impl K6 {
             hi: (a >> 64) as u64,
             lo: a as u64,
         }
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(self) -> u128 {
+        u128::from(self.hi) << 64 | u128::from(self.lo)
     }
 }
 
