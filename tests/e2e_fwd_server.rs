@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::lab::IfAddr;
+use common::lab::{Host, IfAddr};
 use common::net::{edit, fwd, ip, serial, show, Net, READY};
 use common::scenario::{run_server_scenario, ServerKind, Underlay, PORT};
 
@@ -41,6 +41,49 @@ fn data_cipher_line(log: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Asserts that the client's log shows the data channel using `cipher` (quoted, as logged).
+fn assert_cipher(log: &str, cipher: &str) {
+    let line = data_cipher_line(log);
+    assert!(line.contains(cipher), "{line}");
+}
+
+/// Starts fwd with `conf`, connects client `i` (client1 or client2) alone with `cc` and
+/// asserts that it works: 10.8.0.2 and, from the scenario, fd00:8::1000 (client1, the pool)
+/// or fd00:8::100 (client2, its ccd).
+fn serve_one(net: &mut Net, conf: &str, i: usize, cc: &str) {
+    net.start_server(conf);
+    net.connect(i, cc);
+    let v6 = ["fd00:8::1000", "fd00:8::100"][i];
+    net.assert_client_works(i, Some("10.8.0.2"), v6);
+}
+
+/// `conf` with `tls-crypt` replaced by `{before}tls-auth KEY{after}` (same key file).
+fn tls_auth(net: &Net, conf: &str, before: &str, after: &str) -> String {
+    let key = net.pki.tls_crypt.display();
+    edit(
+        conf,
+        &["tls-crypt"],
+        &format!("{before}tls-auth {key}{after}"),
+    )
+}
+
+/// Client1 on the IPv4/IPv6 network 10.99.0.0/24 + fd00:99::/64 (its ccd iroutes), IP
+/// forwarding off in the server namespace, fwd started with `conf` and both clients
+/// connected and working; returns the two client hosts.
+fn two_clients_with_lan(net: &mut Net, conf: &str) -> (Host, Host) {
+    let c1 = net.client(0).clone();
+    net.lab
+        .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
+    net.server_forwarding_off();
+    net.start_server(conf);
+    for i in 0..2 {
+        net.connect(i, &net.client_conf(i));
+    }
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+    (c1, net.client(1).clone())
+}
+
 // ---------------------------------------------------------------------------------------
 // Issue #3: the compatibility matrix, one stock client each.
 // ---------------------------------------------------------------------------------------
@@ -56,16 +99,10 @@ fn tls_crypt_aes256gcm_ipv4_underlay() {
         return;
     };
     let conf = net.scenario_server_conf();
-    net.start_server(&conf);
     let cc = edit(&net.client_conf(0), &[], "data-ciphers AES-256-GCM");
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    serve_one(&mut net, &conf, 0, &cc);
     let log = net.wait_client_log(0, "Protocol options", LOG_SETTLE);
-    assert!(
-        data_cipher_line(&log).contains("'AES-256-GCM'"),
-        "{}",
-        data_cipher_line(&log)
-    );
+    assert_cipher(&log, "'AES-256-GCM'");
     assert!(
         protocol_flags(&log).contains("tls-ekm"),
         "{}",
@@ -81,16 +118,10 @@ fn chacha20_poly1305() {
         return;
     };
     let conf = net.scenario_server_conf();
-    net.start_server(&conf);
     let cc = edit(&net.client_conf(0), &[], "data-ciphers CHACHA20-POLY1305");
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    serve_one(&mut net, &conf, 0, &cc);
     let log = net.wait_client_log(0, "Data Channel: cipher", LOG_SETTLE);
-    assert!(
-        data_cipher_line(&log).contains("'CHACHA20-POLY1305'"),
-        "{}",
-        data_cipher_line(&log)
-    );
+    assert_cipher(&log, "'CHACHA20-POLY1305'");
 }
 
 /// tls-auth with the default SHA1 HMAC: server `tls-auth ta.key 0`; client1 gives the
@@ -101,24 +132,11 @@ fn tls_auth_sha1() {
     let Some(mut net) = Net::new("fwd-tlsauth", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let key = net.pki.tls_crypt.display().to_string();
-    let conf = edit(
-        &net.scenario_server_conf(),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 0"),
-    );
+    let conf = tls_auth(&net, &net.scenario_server_conf(), "", " 0");
     net.start_server(&conf);
-    let c1 = edit(
-        &net.client_conf(0),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 1"),
-    );
+    let c1 = tls_auth(&net, &net.client_conf(0), "", " 1");
     net.connect(0, &c1);
-    let c2 = edit(
-        &net.client_conf(1),
-        &["tls-crypt"],
-        &format!("key-direction 1\ntls-auth {key}"),
-    );
+    let c2 = tls_auth(&net, &net.client_conf(1), "key-direction 1\n", "");
     net.connect(1, &c2);
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
     // client2's ccd gives it a static IPv6 address.
@@ -139,18 +157,14 @@ fn prf_key_derivation() {
         return;
     };
     let conf = net.scenario_server_conf();
-    net.start_server(&conf);
     let cc = edit(&net.client_conf(0), &[], "compat-mode 2.4.0");
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    serve_one(&mut net, &conf, 0, &cc);
     let _ = net.stop_server();
     net.disconnect(0);
 
     let conf = edit(&net.scenario_server_conf(), &[], "force-prf");
-    net.start_server(&conf);
     let cc = net.client_conf(1);
-    net.connect(1, &cc);
-    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
+    serve_one(&mut net, &conf, 1, &cc);
     let log = net.wait_client_log(1, "Protocol options", LOG_SETTLE);
     let flags = protocol_flags(&log);
     assert!(!flags.contains("tls-ekm"), "client still uses EKM: {flags}");
@@ -182,19 +196,8 @@ fn ccd_iroute_client_to_client_on() {
     let Some(mut net) = Net::new("fwd-c2c", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let c1 = net.client(0).clone();
-    net.lab
-        .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
-    net.server_forwarding_off();
     let conf = net.scenario_server_conf();
-    net.start_server(&conf);
-    for i in 0..2 {
-        let cc = net.client_conf(i);
-        net.connect(i, &cc);
-    }
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
-    let c2 = net.client(1).clone();
+    let (c1, c2) = two_clients_with_lan(&mut net, &conf);
     let r6 = net.routes(&c2, true);
     assert!(
         r6.iter().any(|r| r.starts_with("fd00:99::/64")),
@@ -226,19 +229,8 @@ fn ccd_client_to_client_off() {
     let Some(mut net) = Net::new("fwd-noc2c", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let c1 = net.client(0).clone();
-    net.lab
-        .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
-    net.server_forwarding_off();
     let conf = edit(&net.scenario_server_conf(), &["client-to-client"], "");
-    net.start_server(&conf);
-    for i in 0..2 {
-        let cc = net.client_conf(i);
-        net.connect(i, &cc);
-    }
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
-    let c2 = net.client(1).clone();
+    let (c1, c2) = two_clients_with_lan(&mut net, &conf);
     net.assert_pings(&[(&net.server, "10.99.0.1"), (&net.server, "fd00:99::1")]);
     net.assert_no_pings(&[
         (&c1, "10.8.0.3"),
@@ -267,8 +259,7 @@ fn pool_persist_across_restart() {
     );
     net.start_server(&conf);
     for i in 0..2 {
-        let cc = net.client_conf(i);
-        net.connect(i, &cc);
+        net.connect(i, &net.client_conf(i));
     }
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::1001");
@@ -283,8 +274,7 @@ fn pool_persist_across_restart() {
 
     net.start_server(&conf);
     for i in [1, 0] {
-        let cc = net.client_conf(i);
-        net.connect(i, &cc);
+        net.connect(i, &net.client_conf(i));
     }
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::1001");
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
@@ -596,10 +586,8 @@ fn garbage_and_replay_do_not_hurt() {
         return;
     };
     let conf = net.scenario_server_conf();
-    net.start_server(&conf);
     let cc = net.client_conf(0);
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    serve_one(&mut net, &conf, 0, &cc);
 
     // A third host on its own link (10.200.2.0/24): never connects, only sprays.
     let intruder = net.client(1).ns().to_string();
@@ -671,10 +659,8 @@ fn client_restart_and_exit_notify() {
         return;
     };
     let conf = net.scenario_server_conf();
-    net.start_server(&conf);
     let cc = net.client_conf(0);
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    serve_one(&mut net, &conf, 0, &cc);
     net.disconnect(0);
     net.connect(0, &cc);
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
@@ -709,10 +695,8 @@ fn renegotiation() {
         return;
     };
     let conf = edit(&net.scenario_server_conf(), &[], "reneg-sec 0");
-    net.start_server(&conf);
     let cc = edit(&net.client_conf(0), &["verb"], "reneg-sec 3\nverb 4");
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    serve_one(&mut net, &conf, 0, &cc);
     // The initial key plus two renegotiations.
     net.wait_client_log_count(
         0,
@@ -725,10 +709,8 @@ fn renegotiation() {
     let _ = net.stop_server();
 
     let conf = edit(&net.scenario_server_conf(), &[], "reneg-sec 3");
-    net.start_server(&conf);
     let cc = edit(&net.client_conf(1), &["verb"], "reneg-sec 0\nverb 4");
-    net.connect(1, &cc);
-    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
+    serve_one(&mut net, &conf, 1, &cc);
     net.wait_client_log_count(
         1,
         "Outgoing Data Channel: Cipher",
@@ -767,20 +749,9 @@ fn tls_auth_sha256() {
     let Some(mut net) = Net::new("fwd-tlsauth256", Underlay::V4, &["client1"]) else {
         return;
     };
-    let key = net.pki.tls_crypt.display().to_string();
-    let conf = edit(
-        &net.scenario_server_conf(),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 0\nauth SHA256"),
-    );
-    net.start_server(&conf);
-    let c1 = edit(
-        &net.client_conf(0),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 1\nauth SHA256"),
-    );
-    net.connect(0, &c1);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    let conf = tls_auth(&net, &net.scenario_server_conf(), "", " 0\nauth SHA256");
+    let c1 = tls_auth(&net, &net.client_conf(0), "", " 1\nauth SHA256");
+    serve_one(&mut net, &conf, 0, &c1);
 }
 
 /// Server keepalive: with `keepalive 1 3` pushed, an idle client restarts unless fwd pings it
