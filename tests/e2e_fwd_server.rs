@@ -41,6 +41,21 @@ fn data_cipher_line(log: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The client log's line with the (first) PUSH_REPLY it received; empty if none.
+fn push_reply_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("PUSH_REPLY"))
+        .unwrap_or_default()
+}
+
+/// The options of a PUSH_REPLY log line, without the line's timestamp and prefix (which
+/// differ between runs and servers).
+fn push_options(line: &str) -> String {
+    line.split_once("PUSH_REPLY")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default()
+}
+
 /// Asserts that the client's log shows the data channel using `cipher` (quoted, as logged).
 fn assert_cipher(log: &str, cipher: &str) {
     let line = data_cipher_line(log);
@@ -75,13 +90,19 @@ fn two_clients_with_lan(net: &mut Net, conf: &str) -> (Host, Host) {
     net.lab
         .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
     net.server_forwarding_off();
+    let (cc1, cc2) = (net.client_conf(0), net.client_conf(1));
+    serve_two(net, conf, &cc1, &cc2);
+    (c1, net.client(1).clone())
+}
+
+/// Starts fwd with `conf`, connects client1 with `cc1`, then client2 with `cc2`, and asserts
+/// that both work with the scenario's addresses (client2's IPv6 from its ccd).
+fn serve_two(net: &mut Net, conf: &str, cc1: &str, cc2: &str) {
     net.start_server(conf);
-    for i in 0..2 {
-        net.connect(i, &net.client_conf(i));
-    }
+    net.connect(0, cc1);
+    net.connect(1, cc2);
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
-    (c1, net.client(1).clone())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -133,14 +154,9 @@ fn tls_auth_sha1() {
         return;
     };
     let conf = tls_auth(&net, &net.scenario_server_conf(), "", " 0");
-    net.start_server(&conf);
     let c1 = tls_auth(&net, &net.client_conf(0), "", " 1");
-    net.connect(0, &c1);
     let c2 = tls_auth(&net, &net.client_conf(1), "key-direction 1\n", "");
-    net.connect(1, &c2);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    // client2's ccd gives it a static IPv6 address.
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+    serve_two(&mut net, &conf, &c1, &c2);
 }
 
 /// Data keys from the TLS 1.0 PRF instead of TLS-EKM.
@@ -338,16 +354,9 @@ fn ipv6_only(kind: ServerKind) -> Option<Vec<String>> {
             .filter(|a| a.addr.is_ipv4())
             .collect();
         assert!(v4.is_empty(), "IPv6-only server gave IPv4 [{}]", show(&v4));
-        let push = log
-            .lines()
-            .find(|l| l.contains("PUSH_REPLY"))
-            .unwrap_or_default();
+        let push = push_reply_line(&log);
         assert!(!push.contains("ifconfig 10."), "IPv4 pushed: {push}");
-        replies.push(
-            push.split_once("PUSH_REPLY")
-                .map(|x| x.1.to_string())
-                .unwrap_or_default(),
-        );
+        replies.push(push_options(push));
         net.disconnect(i);
         let _ = net.stop_server();
     }
@@ -729,17 +738,13 @@ fn dual_stack_listener() {
         return;
     };
     let conf = edit(&net.scenario_server_conf(), &["proto"], "proto udp");
-    net.start_server(&conf);
     let c1 = edit(
         &net.client_conf(0),
         &["proto", "remote"],
         &format!("proto udp4\nremote 10.200.1.1 {PORT}"),
     );
-    net.connect(0, &c1);
     let c2 = net.client_conf(1);
-    net.connect(1, &c2);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+    serve_two(&mut net, &conf, &c1, &c2);
 }
 
 /// tls-auth with a non-default digest on both sides.
@@ -856,13 +861,7 @@ fn ccd_push_filters(kind: ServerKind) -> Option<(String, String)> {
     let l2 = net.connect(1, &net.client_conf(1));
     net.assert_client_works(0, Some("10.8.0.50"), "fd00:8::50");
     net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::1000");
-    let push = |log: &str| {
-        log.lines()
-            .find(|l| l.contains("PUSH_REPLY"))
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (p1, p2) = (push(&l1), push(&l2));
+    let (p1, p2) = (push_reply_line(&l1), push_reply_line(&l2));
     assert!(
         p1.contains("route 10.77.0.0") && !p1.contains("fd00:77::"),
         "{p1}"
@@ -887,11 +886,5 @@ fn ccd_push_filters(kind: ServerKind) -> Option<(String, String)> {
         .routes(&c2, true)
         .iter()
         .any(|r| r.starts_with("fd00:78::/64")));
-    // Only the options: the log line's timestamp and prefix differ.
-    let opts = |l: &str| {
-        l.split_once("PUSH_REPLY")
-            .map(|x| x.1.to_string())
-            .unwrap_or_default()
-    };
-    Some((opts(&p1), opts(&p2)))
+    Some((push_options(p1), push_options(p2)))
 }
