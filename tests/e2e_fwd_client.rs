@@ -196,6 +196,10 @@ impl ClientLab {
         );
     }
 
+    fn assert_pings(&self, paths: &[(&Host, &str)]) {
+        assert_pings(&self.lab, paths);
+    }
+
     /// After the client is gone: no tun device, and no route through one.
     fn assert_client_clean(&self) {
         let links = self
@@ -300,15 +304,12 @@ fn subnet_scenario(kind: Server, v6: bool) {
     );
 
     let (server, client) = (cl.server.clone(), cl.client.clone());
-    assert_pings(
-        &cl.lab,
-        &[
-            (&client, "10.8.0.1"),
-            (&client, "fd00:8::1"),
-            (&server, "10.8.0.2"),
-            (&server, "fd00:8::1000"),
-        ],
-    );
+    cl.assert_pings(&[
+        (&client, "10.8.0.1"),
+        (&client, "fd00:8::1"),
+        (&server, "10.8.0.2"),
+        (&server, "fd00:8::1000"),
+    ]);
 
     // Two renegotiations later the tunnel still carries traffic.
     wait_for_count(
@@ -318,7 +319,7 @@ fn subnet_scenario(kind: Server, v6: bool) {
         CONNECT_TIMEOUT,
         "no data-channel renegotiation",
     );
-    assert_pings(&cl.lab, &[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
+    cl.assert_pings(&[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
 
     let status = cl.lab.kill(client_id);
     assert!(
@@ -375,7 +376,7 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     let (server_id, _) = cl.start_server(Server::OpenVpn, "server", &conf);
     let (_, client_log) = cl.start_client(&cl.client_config(&[cl.server_remote(PORT)], ""));
     let client = cl.client.clone();
-    assert_pings(&cl.lab, &[(&client, "10.8.0.1")]);
+    cl.assert_pings(&[(&client, "10.8.0.1")]);
 
     // SIGKILL-like silence: stop it without an exit notification reaching the client.
     let pid = cl.lab.pid(server_id);
@@ -419,14 +420,11 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     );
     cl.assert_client_addrs(&[("10.8.0.2", 24), ("fd00:8::1000", 64)]);
     let server = cl.server.clone();
-    assert_pings(
-        &cl.lab,
-        &[
-            (&client, "10.8.0.1"),
-            (&client, "fd00:8::1"),
-            (&server, "10.8.0.2"),
-        ],
-    );
+    cl.assert_pings(&[
+        (&client, "10.8.0.1"),
+        (&client, "fd00:8::1"),
+        (&server, "10.8.0.2"),
+    ]);
 
     cl.lab.kill(server_id);
     wait_for_count(
@@ -444,7 +442,7 @@ fn openvpn_server_restart_ping_restart_reconnects() {
         CONNECT_TIMEOUT,
         "client did not reconnect after RESTART",
     );
-    assert_pings(&cl.lab, &[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
+    cl.assert_pings(&[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
 }
 
 /// `topology net30` from a stock server, a `remote` list whose first entries fail (one
@@ -511,13 +509,10 @@ fn openvpn_server_net30_remote_fallback_pull_filter() {
     );
 
     let (server, client) = (cl.server.clone(), cl.client.clone());
-    assert_pings(
-        &cl.lab,
-        &[
-            (&client, "10.8.0.1"),
-            (&client, "fd00:8::1"),
-            (&server, "10.8.0.6"),
-            (&server, "fd00:8::1000"),
-        ],
-    );
+    cl.assert_pings(&[
+        (&client, "10.8.0.1"),
+        (&client, "fd00:8::1"),
+        (&server, "10.8.0.6"),
+        (&server, "fd00:8::1000"),
+    ]);
 }
