@@ -303,7 +303,11 @@ impl Net {
         let log = self.start_client(i, conf);
         match self.lab.wait_for_log(&log, READY, CONNECT_TIMEOUT) {
             Ok(text) => text,
-            Err(e) => panic!("{} did not connect to fwd: {e}", self.clients[i].role),
+            Err(e) => panic!(
+                "{} did not connect to the {} server: {e}",
+                self.clients[i].role,
+                self.kind.label()
+            ),
         }
     }
 
