@@ -68,9 +68,11 @@ fn assert_cipher(log: &str, cipher: &str) {
 fn serve_one(net: &mut Net, conf: &str, i: usize, cc: &str) {
     net.start_server(conf);
     net.connect(i, cc);
-    let v6 = ["fd00:8::1000", "fd00:8::100"][i];
-    net.assert_client_works(i, Some("10.8.0.2"), v6);
+    net.assert_client_works(i, Some("10.8.0.2"), SOLE_V6[i]);
 }
+
+/// The IPv6 address of client1 / client2 when it is the only client (see [`serve_one`]).
+const SOLE_V6: [&str; 2] = ["fd00:8::1000", "fd00:8::100"];
 
 /// `conf` with `tls-crypt` replaced by `{before}tls-auth KEY{after}` (same key file).
 fn tls_auth(net: &Net, conf: &str, before: &str, after: &str) -> String {
@@ -703,30 +705,26 @@ fn renegotiation() {
     let Some(mut net) = Net::new("fwd-reneg", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let conf = edit(&net.scenario_server_conf(), &[], "reneg-sec 0");
-    let cc = edit(&net.client_conf(0), &["verb"], "reneg-sec 3\nverb 4");
-    serve_one(&mut net, &conf, 0, &cc);
-    // The initial key plus two renegotiations.
-    net.wait_client_log_count(
-        0,
-        "Outgoing Data Channel: Cipher",
-        3,
-        Duration::from_secs(15),
-    );
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.disconnect(0);
-    let _ = net.stop_server();
-
-    let conf = edit(&net.scenario_server_conf(), &[], "reneg-sec 3");
-    let cc = edit(&net.client_conf(1), &["verb"], "reneg-sec 0\nverb 4");
-    serve_one(&mut net, &conf, 1, &cc);
-    net.wait_client_log_count(
-        1,
-        "Outgoing Data Channel: Cipher",
-        3,
-        Duration::from_secs(15),
-    );
-    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
+    // First the client renegotiates every 3 s, then the server does.
+    for (i, server_reneg, client_reneg) in [(0, "0", "3"), (1, "3", "0")] {
+        let conf = edit(
+            &net.scenario_server_conf(),
+            &[],
+            &format!("reneg-sec {server_reneg}"),
+        );
+        let cc = edit(
+            &net.client_conf(i),
+            &["verb"],
+            &format!("reneg-sec {client_reneg}\nverb 4"),
+        );
+        serve_one(&mut net, &conf, i, &cc);
+        // The initial key plus two renegotiations.
+        let key = "Outgoing Data Channel: Cipher";
+        net.wait_client_log_count(i, key, 3, Duration::from_secs(15));
+        net.assert_client_works(i, Some("10.8.0.2"), SOLE_V6[i]);
+        net.disconnect(i);
+        let _ = net.stop_server();
+    }
 }
 
 /// A dual-stack server (`proto udp`, one socket for both families) with one client over

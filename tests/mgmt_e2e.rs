@@ -10,40 +10,27 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::net::{wait_until, Mgmt, Net};
-use common::pki::PkiPaths;
-use common::scenario::{Underlay, PORT};
+use common::net::{edit, wait_until, Mgmt, Net};
+use common::scenario::Underlay;
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/vectors/mgmt/openvpn-2.6.14"
 );
 
-fn server_conf(pki: &PkiPaths, ccd: &Path, status: &Path, version: u8) -> String {
-    format!(
-        "port {PORT}\nproto udp\ndev tun\nca {ca}\ncert {cert}\nkey {key}\ndh none\n\
-         tls-crypt {tc}\ntopology subnet\nserver 10.8.0.0 255.255.255.0\nserver-ipv6 fd00:8::/64\n\
-         client-config-dir {ccd}\nkeepalive 2 6\nexplicit-exit-notify 1\nverb 3\n\
-         status {status} 1\nstatus-version {version}\n{mgmt}",
-        ca = pki.ca_cert.display(),
-        cert = pki.server_cert.display(),
-        key = pki.server_key.display(),
-        tc = pki.tls_crypt.display(),
-        ccd = ccd.display(),
-        status = status.display(),
-        mgmt = Net::mgmt_conf(),
-    )
-}
-
-fn client_conf(pki: &PkiPaths, remote: std::net::IpAddr) -> String {
-    let c = pki.client("client1");
-    format!(
-        "client\ndev tun\nproto udp\nremote {remote} {PORT}\nnobind\nca {ca}\ncert {cert}\n\
-         key {key}\nremote-cert-tls server\ntls-crypt {tc}\ndisable-dco\nconnect-retry 1 1\nverb 3\n",
-        ca = pki.ca_cert.display(),
-        cert = c.cert.display(),
-        key = c.key.display(),
-        tc = pki.tls_crypt.display(),
+/// The reference server config (without its routes and pushes) with client1's ccd, quick
+/// keepalive, exit notify, a status file of `version` and the management interface.
+fn server_conf(net: &Net, ccd: &Path, status: &Path, version: u8) -> String {
+    edit(
+        &net.base_server_conf(),
+        &["client-to-client", "keepalive"],
+        &format!(
+            "client-config-dir {}\nkeepalive 2 6\nexplicit-exit-notify 1\n\
+             status {} 1\nstatus-version {version}\n{}",
+            ccd.display(),
+            status.display(),
+            Net::mgmt_conf()
+        ),
     )
 }
 
@@ -138,7 +125,7 @@ fn status_file_and_management() {
     let Some((mut s, ccd)) = setup() else { return };
     let fwd = env!("CARGO_BIN_EXE_fwd");
     let client_conf_path = s.dir.join("client1.conf");
-    std::fs::write(&client_conf_path, client_conf(&s.pki, s.clients[0].remote)).unwrap();
+    std::fs::write(&client_conf_path, s.client_conf(0)).unwrap();
     let mut client_started = false;
 
     let golden_v1 = std::fs::read_to_string(format!("{GOLDEN}/status-file-v1.txt")).unwrap();
@@ -147,7 +134,7 @@ fn status_file_and_management() {
     for version in [1u8, 2, 3] {
         let status = s.dir.join(format!("status-v{version}.txt"));
         let conf = s.dir.join(format!("server-v{version}.conf"));
-        std::fs::write(&conf, server_conf(&s.pki, &ccd, &status, version)).unwrap();
+        std::fs::write(&conf, server_conf(&s, &ccd, &status, version)).unwrap();
         let log = s.dir.join(format!("fwd-v{version}.log"));
         let server = s.server.clone();
         let id = s
