@@ -12,21 +12,15 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::lab::{ChildId, Host, Lab, Link};
+use common::net::{assert_pings, ip, PING_TIMEOUT, READY};
 use common::pki::{test_pki_with_clients, PkiPaths};
+use common::scenario::PORT;
 
-const PORT: u16 = 1194;
-const READY: &str = "Initialization Sequence Completed";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap_or_else(|e| panic!("bad literal {s}: {e}"))
-}
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
@@ -203,13 +197,7 @@ impl ClientLab {
     }
 
     fn assert_pings(&self, paths: &[(&Host, &str)]) {
-        let mut failed = Vec::new();
-        for (host, dst) in paths {
-            if !self.lab.ping_eventually(host, ip(dst), PING_TIMEOUT) {
-                failed.push(format!("{} -> {dst}", host.role()));
-            }
-        }
-        assert!(failed.is_empty(), "no ping reply on: {failed:?}");
+        assert_pings(&self.lab, paths);
     }
 
     /// After the client is gone: no tun device, and no route through one.
@@ -225,21 +213,21 @@ impl ClientLab {
     }
 }
 
-/// Waits until `needle` occurs at least `n` times in the log at `path`.
-fn wait_for_count(path: &Path, needle: &str, n: usize, timeout: Duration) -> Result<(), String> {
+/// Waits until `needle` occurs at least `n` times in the log at `path`; panics with `what`
+/// and the log's tail after `timeout`.
+fn wait_for_count(path: &Path, needle: &str, n: usize, timeout: Duration, what: &str) {
     let start = Instant::now();
     loop {
         let text = read(path);
         if text.matches(needle).count() >= n {
-            return Ok(());
+            return;
         }
-        if start.elapsed() >= timeout {
-            return Err(format!(
-                "timed out waiting for {n}x {needle:?} in {}:\n{}",
-                path.display(),
-                common::lab::tail(&text, 30)
-            ));
-        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: timed out waiting for {n}x {needle:?} in {}:\n{}",
+            path.display(),
+            common::lab::tail(&text, 30)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -324,14 +312,13 @@ fn subnet_scenario(kind: Server, v6: bool) {
     ]);
 
     // Two renegotiations later the tunnel still carries traffic.
-    if let Err(e) = wait_for_count(
+    wait_for_count(
         &client_log,
         "renegotiated key installed",
         2,
         CONNECT_TIMEOUT,
-    ) {
-        panic!("no data-channel renegotiation: {e}");
-    }
+        "no data-channel renegotiation",
+    );
     cl.assert_pings(&[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
 
     let status = cl.lab.kill(client_id);
@@ -396,18 +383,21 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     // SAFETY: kill(2) on the PID of a process this test spawned and has not reaped.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     cl.lab.kill(server_id);
-    if let Err(e) = wait_for_count(
+    wait_for_count(
         &client_log,
         "Inactivity timeout (--ping-restart)",
         1,
         Duration::from_secs(15),
-    ) {
-        panic!("client did not notice the dead server: {e}");
-    }
+        "client did not notice the dead server",
+    );
     // Logged after the pushed configuration was undone.
-    if let Err(e) = wait_for_count(&client_log, "connection lost, restarting", 1, PING_TIMEOUT) {
-        panic!("client did not restart: {e}");
-    }
+    wait_for_count(
+        &client_log,
+        "connection lost, restarting",
+        1,
+        PING_TIMEOUT,
+        "client did not restart",
+    );
     let links = cl
         .lab
         .exec_ok(&client, &["ip", "-o", "addr", "show", "dev", "tun0"]);
@@ -421,9 +411,13 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     // ping-restart.
     let conf = format!("{conf}explicit-exit-notify 1\n");
     let (server_id, _) = cl.start_server(Server::OpenVpn, "server2", &conf);
-    if let Err(e) = wait_for_count(&client_log, READY, 2, CONNECT_TIMEOUT) {
-        panic!("client did not reconnect: {e}");
-    }
+    wait_for_count(
+        &client_log,
+        READY,
+        2,
+        CONNECT_TIMEOUT,
+        "client did not reconnect",
+    );
     cl.assert_client_addrs(&[("10.8.0.2", 24), ("fd00:8::1000", 64)]);
     let server = cl.server.clone();
     cl.assert_pings(&[
@@ -433,18 +427,21 @@ fn openvpn_server_restart_ping_restart_reconnects() {
     ]);
 
     cl.lab.kill(server_id);
-    if let Err(e) = wait_for_count(
+    wait_for_count(
         &client_log,
         "PeerExit(\"Restart",
         1,
         Duration::from_secs(10),
-    ) {
-        panic!("client did not act on the server's RESTART: {e}");
-    }
+        "client did not act on the server's RESTART",
+    );
     cl.start_server(Server::OpenVpn, "server3", &conf);
-    if let Err(e) = wait_for_count(&client_log, READY, 3, CONNECT_TIMEOUT) {
-        panic!("client did not reconnect after RESTART: {e}");
-    }
+    wait_for_count(
+        &client_log,
+        READY,
+        3,
+        CONNECT_TIMEOUT,
+        "client did not reconnect after RESTART",
+    );
     cl.assert_pings(&[(&client, "10.8.0.1"), (&server, "fd00:8::1000")]);
 }
 

@@ -17,292 +17,14 @@ mod common;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lab::{ChildId, Host, IfAddr, Lab};
-use common::pki::{test_pki, PkiPaths};
-use common::scenario::{
-    client_config, run_server_scenario, server_config, write_ccd, ServerKind, Underlay, PORT,
-};
+use common::lab::{Host, IfAddr};
+use common::net::{edit, fwd, ip, serial, show, Net, READY};
+use common::scenario::{run_server_scenario, ServerKind, Underlay, PORT};
 
-/// How long a client may take to complete initialization.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long one path may take to answer a ping.
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
-/// The openvpn client's ready line (fwd's server prints the same).
-const READY: &str = "Initialization Sequence Completed";
-
-/// One lab at a time (see the module doc). A test that failed poisons the lock; the next one
-/// still runs.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn fwd() -> ServerKind {
-    ServerKind::Fwd(env!("CARGO_BIN_EXE_fwd").into())
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap_or_else(|e| panic!("bad literal {s}: {e}"))
-}
-
-/// `conf` without the lines whose option name is in `drop`, followed by `add`.
-fn edit(conf: &str, drop: &[&str], add: &str) -> String {
-    let mut out: String = conf
-        .lines()
-        .filter(|l| {
-            let name = l.split_whitespace().next().unwrap_or("");
-            !drop.contains(&name)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    out.push_str(add);
-    if !add.is_empty() && !add.ends_with('\n') {
-        out.push('\n');
-    }
-    out
-}
-
-fn show(addrs: &[IfAddr]) -> String {
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// One stock openvpn client host.
-struct Client {
-    host: Host,
-    cn: String,
-    /// The server's underlay address as this client sees it.
-    remote: IpAddr,
-    /// This client's own underlay address.
-    addr: IpAddr,
-    id: Option<ChildId>,
-    runs: usize,
-}
-
-/// A fwd server host plus openvpn client hosts, each client on its own veth link to the
-/// server (link k: 10.200.k.0/24, fd00:200:k::/64, server is `.1` / `::1`).
-struct Net {
-    kind: ServerKind,
-    lab: Lab,
-    server: Host,
-    clients: Vec<Client>,
-    pki: PkiPaths,
-    underlay: Underlay,
-    dir: PathBuf,
-    server_id: Option<ChildId>,
-    server_runs: usize,
-}
-
-impl Net {
-    /// `None` when the lab cannot run here (not root, tools missing; outside CI).
-    fn new(name: &str, underlay: Underlay, clients: &[&str]) -> Option<Net> {
-        Net::with_server(fwd(), name, underlay, clients)
-    }
-
-    /// Like [`Net::new`] with another server program (the openvpn baseline for a
-    /// behaviour fwd must copy).
-    fn with_server(
-        kind: ServerKind,
-        name: &str,
-        underlay: Underlay,
-        clients: &[&str],
-    ) -> Option<Net> {
-        let mut lab = Lab::try_new(name)?;
-        let dir = lab.dir().to_path_buf();
-        let server = lab.host("server");
-        let mut cs = Vec::new();
-        for cn in clients {
-            let host = lab.host(cn);
-            let link = lab.link(&server, &host);
-            cs.push(Client {
-                host,
-                cn: cn.to_string(),
-                remote: link.a(underlay == Underlay::V6),
-                addr: link.b(underlay == Underlay::V6),
-                id: None,
-                runs: 0,
-            });
-        }
-        // Certificates for client1 and client2 (the ccd files name them); other hosts only
-        // send raw datagrams.
-        let pki = test_pki(&dir);
-        Some(Net {
-            kind,
-            lab,
-            server,
-            clients: cs,
-            pki,
-            underlay,
-            dir,
-            server_id: None,
-            server_runs: 0,
-        })
-    }
-
-    /// The reference server config (tls-crypt, `server` + `server-ipv6`, the scenario's ccd,
-    /// client-to-client, routes to client1's iroutes).
-    fn base_server_conf(&self) -> String {
-        let ccd = write_ccd(&self.dir);
-        server_config(&self.kind, self.underlay, &self.pki, &ccd)
-    }
-
-    /// The reference client config for client `i`.
-    fn base_client_conf(&self, i: usize) -> String {
-        let c = &self.clients[i];
-        client_config(self.underlay, &self.pki, &c.cn, c.remote)
-    }
-
-    fn client(&self, i: usize) -> &Host {
-        &self.clients[i].host
-    }
-
-    fn server_log(&self) -> PathBuf {
-        self.dir.join(format!("server-{}.log", self.server_runs))
-    }
-
-    /// Starts fwd with `conf` and waits for its ready line.
-    fn start_server(&mut self, conf: &str) {
-        self.server_runs += 1;
-        let path = self.dir.join(format!("server-{}.conf", self.server_runs));
-        std::fs::write(&path, conf).unwrap_or_else(|e| panic!("write server conf: {e}"));
-        let log = self.server_log();
-        let argv = self.kind.argv(&path);
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        self.server_id = Some(self.lab.spawn(&self.server, &argv, &log));
-        if let Err(e) = self
-            .lab
-            .wait_for_log(&log, self.kind.ready_needle(), CONNECT_TIMEOUT)
-        {
-            panic!("{} server did not start: {e}", self.kind.label());
-        }
-    }
-
-    /// SIGTERM to the server (SIGKILL after 3 s); returns its exit status text.
-    fn stop_server(&mut self) -> String {
-        let id = self.server_id.take().expect("server running");
-        self.lab.kill(id)
-    }
-
-    fn server_running(&self) -> bool {
-        self.server_id.is_some_and(|id| self.lab.is_running(id))
-    }
-
-    /// Starts client `i` with `conf`, waits for initialization; returns its log.
-    fn connect(&mut self, i: usize, conf: &str) -> String {
-        let c = &mut self.clients[i];
-        c.runs += 1;
-        let path = self.dir.join(format!("{}-{}.conf", c.cn, c.runs));
-        std::fs::write(&path, conf).unwrap_or_else(|e| panic!("write client conf: {e}"));
-        let log = self.dir.join(format!("{}-{}.log", c.cn, c.runs));
-        let host = c.host.clone();
-        let cn = c.cn.clone();
-        let id = self.lab.spawn(
-            &host,
-            &["openvpn", "--config", &path.to_string_lossy()],
-            &log,
-        );
-        self.clients[i].id = Some(id);
-        match self.lab.wait_for_log(&log, READY, CONNECT_TIMEOUT) {
-            Ok(text) => text,
-            Err(e) => panic!("{cn} did not connect to fwd: {e}"),
-        }
-    }
-
-    /// Stops client `i` (SIGTERM; the client removes its tun).
-    fn disconnect(&mut self, i: usize) {
-        if let Some(id) = self.clients[i].id.take() {
-            self.lab.kill(id);
-        }
-    }
-
-    /// Asserts that `ifname` on `host` carries every `(addr, prefix_len)` in `want`.
-    fn assert_addrs(&self, host: &Host, ifname: &str, want: &[(&str, u8)]) {
-        let Some((first, _)) = want.first() else {
-            return;
-        };
-        let addrs = self
-            .lab
-            .wait_for_addr(host, ifname, ip(first), Duration::from_secs(3));
-        for (a, plen) in want {
-            assert!(
-                addrs
-                    .iter()
-                    .any(|x| x.addr == ip(a) && x.prefix_len == *plen),
-                "{}: {ifname} lacks {a}/{plen}; has [{}]",
-                host.role(),
-                show(&addrs)
-            );
-        }
-    }
-
-    /// Asserts that each `(from, to)` path answers pings.
-    fn assert_pings(&self, paths: &[(&Host, &str)]) {
-        let mut failed = String::new();
-        for (host, dst) in paths {
-            if !self.lab.ping_eventually(host, ip(dst), PING_TIMEOUT) {
-                let _ = writeln!(failed, "  {} -> {dst}", host.role());
-            }
-        }
-        assert!(failed.is_empty(), "no ping reply on:\n{failed}");
-    }
-
-    /// Asserts that no `(from, to)` path answers pings.
-    fn assert_no_pings(&self, paths: &[(&Host, &str)]) {
-        let mut leaked = String::new();
-        for (host, dst) in paths {
-            if self.lab.ping(host, ip(dst), 3) {
-                let _ = writeln!(leaked, "  {} -> {dst}", host.role());
-            }
-        }
-        assert!(leaked.is_empty(), "ping got through on:\n{leaked}");
-    }
-
-    /// Disables IP forwarding in the server namespace: whatever crosses between clients
-    /// then has to be switched inside fwd, the kernel will not route it back into the tun.
-    fn server_forwarding_off(&self) {
-        self.lab.exec_ok(
-            &self.server,
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=0",
-                "net.ipv6.conf.all.forwarding=0",
-            ],
-        );
-    }
-
-    /// `ip [-6] route show dev tun0` lines on `host`.
-    fn routes(&self, host: &Host, v6: bool) -> Vec<String> {
-        let fam = if v6 { "-6" } else { "-4" };
-        self.lab
-            .exec_ok(host, &["ip", fam, "route", "show", "dev", "tun0"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Client `i` got `v4`/`v6` (subnet /24 and /64 in every test here) and pings cross the
-    /// tunnel both ways to and from the server's tun addresses.
-    fn assert_client_works(&self, i: usize, v4: Option<&str>, v6: &str) {
-        let c = self.client(i);
-        let mut want = vec![(v6, 64)];
-        want.extend(v4.map(|a| (a, 24)));
-        self.assert_addrs(c, "tun0", &want);
-        let mut paths: Vec<(&Host, &str)> = vec![(c, "fd00:8::1"), (&self.server, v6)];
-        if let Some(v4) = v4 {
-            paths.push((c, "10.8.0.1"));
-            paths.push((&self.server, v4));
-        }
-        self.assert_pings(&paths);
-    }
-}
+/// How long a log line may trail the client's ready line.
+const LOG_SETTLE: Duration = Duration::from_secs(3);
 
 /// The log line openvpn 2.6 prints with the data channel's negotiated flags.
 fn protocol_flags(log: &str) -> String {
@@ -319,14 +41,71 @@ fn data_cipher_line(log: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Waits until the client's log contains `needle` (lines after "Initialization Sequence
-/// Completed" may trail it by a few ms).
-fn wait_log(net: &Net, i: usize, needle: &str) -> String {
-    let c = &net.clients[i];
-    let log = net.dir.join(format!("{}-{}.log", c.cn, c.runs));
+/// The client log's line with the (first) PUSH_REPLY it received; empty if none.
+fn push_reply_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("PUSH_REPLY"))
+        .unwrap_or_default()
+}
+
+/// The options of a PUSH_REPLY log line, without the line's timestamp and prefix (which
+/// differ between runs and servers) and without ` dyn-tls-crypt` (in openvpn's
+/// `protocol-flags`; fwd does not offer it), so fwd's and openvpn's replies compare equal.
+fn push_options(line: &str) -> String {
+    line.split_once("PUSH_REPLY")
+        .map(|x| x.1.replace(" dyn-tls-crypt", ""))
+        .unwrap_or_default()
+}
+
+/// Asserts that the client's log shows the data channel using `cipher` (quoted, as logged).
+fn assert_cipher(log: &str, cipher: &str) {
+    let line = data_cipher_line(log);
+    assert!(line.contains(cipher), "{line}");
+}
+
+/// Starts fwd with `conf`, connects client `i` (client1 or client2) alone with `cc` and
+/// asserts that it works: 10.8.0.2 and, from the scenario, fd00:8::1000 (client1, the pool)
+/// or fd00:8::100 (client2, its ccd).
+fn serve_one(net: &mut Net, conf: &str, i: usize, cc: &str) {
+    net.start_server(conf);
+    net.connect(i, cc);
+    net.assert_client_works(i, Some("10.8.0.2"), SOLE_V6[i]);
+}
+
+/// The IPv6 address of client1 / client2 when it is the only client (see [`serve_one`]).
+const SOLE_V6: [&str; 2] = ["fd00:8::1000", "fd00:8::100"];
+
+/// `conf` with `tls-crypt` replaced by `{before}tls-auth KEY{after}` (same key file).
+fn tls_auth(net: &Net, conf: &str, before: &str, after: &str) -> String {
+    let key = net.pki.tls_crypt.display();
+    edit(
+        conf,
+        &["tls-crypt"],
+        &format!("{before}tls-auth {key}{after}"),
+    )
+}
+
+/// Client1 on the IPv4/IPv6 network 10.99.0.0/24 + fd00:99::/64 (its ccd iroutes), IP
+/// forwarding off in the server namespace, fwd started with `conf` and both clients
+/// connected and working; returns the two client hosts.
+fn two_clients_with_lan(net: &mut Net, conf: &str) -> (Host, Host) {
+    let c1 = net.client(0).clone();
     net.lab
-        .wait_for_log(&log, needle, Duration::from_secs(3))
-        .unwrap_or_else(|e| panic!("{}: {e}", c.cn))
+        .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
+    net.server_forwarding_off();
+    let (cc1, cc2) = (net.client_conf(0), net.client_conf(1));
+    serve_two(net, conf, &cc1, &cc2);
+    (c1, net.client(1).clone())
+}
+
+/// Starts fwd with `conf`, connects client1 with `cc1`, then client2 with `cc2`, and asserts
+/// that both work with the scenario's addresses (client2's IPv6 from its ccd).
+fn serve_two(net: &mut Net, conf: &str, cc1: &str, cc2: &str) {
+    net.start_server(conf);
+    net.connect(0, cc1);
+    net.connect(1, cc2);
+    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -343,17 +122,11 @@ fn tls_crypt_aes256gcm_ipv4_underlay() {
     let Some(mut net) = Net::new("fwd-gcm", Underlay::V4, &["client1"]) else {
         return;
     };
-    let conf = net.base_server_conf();
-    net.start_server(&conf);
-    let cc = edit(&net.base_client_conf(0), &[], "data-ciphers AES-256-GCM");
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    let log = wait_log(&net, 0, "Protocol options");
-    assert!(
-        data_cipher_line(&log).contains("'AES-256-GCM'"),
-        "{}",
-        data_cipher_line(&log)
-    );
+    let conf = net.scenario_server_conf();
+    let cc = edit(&net.client_conf(0), &[], "data-ciphers AES-256-GCM");
+    serve_one(&mut net, &conf, 0, &cc);
+    let log = net.wait_client_log(0, "Protocol options", LOG_SETTLE);
+    assert_cipher(&log, "'AES-256-GCM'");
     assert!(
         protocol_flags(&log).contains("tls-ekm"),
         "{}",
@@ -368,21 +141,11 @@ fn chacha20_poly1305() {
     let Some(mut net) = Net::new("fwd-chacha", Underlay::V4, &["client1"]) else {
         return;
     };
-    let conf = net.base_server_conf();
-    net.start_server(&conf);
-    let cc = edit(
-        &net.base_client_conf(0),
-        &[],
-        "data-ciphers CHACHA20-POLY1305",
-    );
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    let log = wait_log(&net, 0, "Data Channel: cipher");
-    assert!(
-        data_cipher_line(&log).contains("'CHACHA20-POLY1305'"),
-        "{}",
-        data_cipher_line(&log)
-    );
+    let conf = net.scenario_server_conf();
+    let cc = edit(&net.client_conf(0), &[], "data-ciphers CHACHA20-POLY1305");
+    serve_one(&mut net, &conf, 0, &cc);
+    let log = net.wait_client_log(0, "Data Channel: cipher", LOG_SETTLE);
+    assert_cipher(&log, "'CHACHA20-POLY1305'");
 }
 
 /// tls-auth with the default SHA1 HMAC: server `tls-auth ta.key 0`; client1 gives the
@@ -393,28 +156,10 @@ fn tls_auth_sha1() {
     let Some(mut net) = Net::new("fwd-tlsauth", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let key = net.pki.tls_crypt.display().to_string();
-    let conf = edit(
-        &net.base_server_conf(),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 0"),
-    );
-    net.start_server(&conf);
-    let c1 = edit(
-        &net.base_client_conf(0),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 1"),
-    );
-    net.connect(0, &c1);
-    let c2 = edit(
-        &net.base_client_conf(1),
-        &["tls-crypt"],
-        &format!("key-direction 1\ntls-auth {key}"),
-    );
-    net.connect(1, &c2);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    // client2's ccd gives it a static IPv6 address.
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+    let conf = tls_auth(&net, &net.scenario_server_conf(), "", " 0");
+    let c1 = tls_auth(&net, &net.client_conf(0), "", " 1");
+    let c2 = tls_auth(&net, &net.client_conf(1), "key-direction 1\n", "");
+    serve_two(&mut net, &conf, &c1, &c2);
 }
 
 /// Data keys from the TLS 1.0 PRF instead of TLS-EKM.
@@ -430,20 +175,16 @@ fn prf_key_derivation() {
     let Some(mut net) = Net::new("fwd-prf", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let conf = net.base_server_conf();
-    net.start_server(&conf);
-    let cc = edit(&net.base_client_conf(0), &[], "compat-mode 2.4.0");
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    let conf = net.scenario_server_conf();
+    let cc = edit(&net.client_conf(0), &[], "compat-mode 2.4.0");
+    serve_one(&mut net, &conf, 0, &cc);
     let _ = net.stop_server();
     net.disconnect(0);
 
-    let conf = edit(&net.base_server_conf(), &[], "force-prf");
-    net.start_server(&conf);
-    let cc = net.base_client_conf(1);
-    net.connect(1, &cc);
-    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
-    let log = wait_log(&net, 1, "Protocol options");
+    let conf = edit(&net.scenario_server_conf(), &[], "force-prf");
+    let cc = net.client_conf(1);
+    serve_one(&mut net, &conf, 1, &cc);
+    let log = net.wait_client_log(1, "Protocol options", LOG_SETTLE);
     let flags = protocol_flags(&log);
     assert!(!flags.contains("tls-ekm"), "client still uses EKM: {flags}");
     assert!(
@@ -474,19 +215,8 @@ fn ccd_iroute_client_to_client_on() {
     let Some(mut net) = Net::new("fwd-c2c", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let c1 = net.client(0).clone();
-    net.lab
-        .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
-    net.server_forwarding_off();
-    let conf = net.base_server_conf();
-    net.start_server(&conf);
-    for i in 0..2 {
-        let cc = net.base_client_conf(i);
-        net.connect(i, &cc);
-    }
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
-    let c2 = net.client(1).clone();
+    let conf = net.scenario_server_conf();
+    let (c1, c2) = two_clients_with_lan(&mut net, &conf);
     let r6 = net.routes(&c2, true);
     assert!(
         r6.iter().any(|r| r.starts_with("fd00:99::/64")),
@@ -518,19 +248,8 @@ fn ccd_client_to_client_off() {
     let Some(mut net) = Net::new("fwd-noc2c", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let c1 = net.client(0).clone();
-    net.lab
-        .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
-    net.server_forwarding_off();
-    let conf = edit(&net.base_server_conf(), &["client-to-client"], "");
-    net.start_server(&conf);
-    for i in 0..2 {
-        let cc = net.base_client_conf(i);
-        net.connect(i, &cc);
-    }
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
-    let c2 = net.client(1).clone();
+    let conf = edit(&net.scenario_server_conf(), &["client-to-client"], "");
+    let (c1, c2) = two_clients_with_lan(&mut net, &conf);
     net.assert_pings(&[(&net.server, "10.99.0.1"), (&net.server, "fd00:99::1")]);
     net.assert_no_pings(&[
         (&c1, "10.8.0.3"),
@@ -553,14 +272,13 @@ fn pool_persist_across_restart() {
     };
     let persist = net.dir.join("ipp.txt");
     let conf = edit(
-        &net.base_server_conf(),
+        &net.scenario_server_conf(),
         &["client-config-dir"],
         &format!("ifconfig-pool-persist {}", persist.display()),
     );
     net.start_server(&conf);
     for i in 0..2 {
-        let cc = net.base_client_conf(i);
-        net.connect(i, &cc);
+        net.connect(i, &net.client_conf(i));
     }
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::1001");
@@ -575,8 +293,7 @@ fn pool_persist_across_restart() {
 
     net.start_server(&conf);
     for i in [1, 0] {
-        let cc = net.base_client_conf(i);
-        net.connect(i, &cc);
+        net.connect(i, &net.client_conf(i));
     }
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::1001");
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
@@ -594,11 +311,6 @@ fn ipv6_only_server() {
     let Some(got) = ipv6_only(fwd()) else {
         return;
     };
-    let norm = |s: &String| s.replace(" dyn-tls-crypt", "");
-    let (got, want): (Vec<String>, Vec<String>) = (
-        got.iter().map(norm).collect(),
-        want.iter().map(norm).collect(),
-    );
     assert_eq!(got, want, "IPv6-only PUSH_REPLYs: fwd vs openvpn");
 }
 
@@ -608,7 +320,7 @@ fn ipv6_only(kind: ServerKind) -> Option<Vec<String>> {
     let mut net = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"])?;
     let mut replies = Vec::new();
     let base = edit(
-        &net.base_server_conf(),
+        &net.scenario_server_conf(),
         &[
             "server",
             "server-ipv6",
@@ -629,7 +341,7 @@ fn ipv6_only(kind: ServerKind) -> Option<Vec<String>> {
     );
     for (i, conf) in [macro_form, explicit].iter().enumerate() {
         net.start_server(conf);
-        let cc = net.base_client_conf(i);
+        let cc = net.client_conf(i);
         let log = net.connect(i, &cc);
         net.assert_client_works(i, None, "fd00:8::1000");
         let c = net.client(i);
@@ -640,16 +352,9 @@ fn ipv6_only(kind: ServerKind) -> Option<Vec<String>> {
             .filter(|a| a.addr.is_ipv4())
             .collect();
         assert!(v4.is_empty(), "IPv6-only server gave IPv4 [{}]", show(&v4));
-        let push = log
-            .lines()
-            .find(|l| l.contains("PUSH_REPLY"))
-            .unwrap_or_default();
+        let push = push_reply_line(&log);
         assert!(!push.contains("ifconfig 10."), "IPv4 pushed: {push}");
-        replies.push(
-            push.split_once("PUSH_REPLY")
-                .map(|x| x.1.to_string())
-                .unwrap_or_default(),
-        );
+        replies.push(push_options(push));
         net.disconnect(i);
         let _ = net.stop_server();
     }
@@ -669,9 +374,9 @@ fn push_200_routes() {
     for n in 1..=200u32 {
         let _ = writeln!(pushes, "push \"route-ipv6 fd00:1:{n:x}::/64\"");
     }
-    let conf = edit(&net.base_server_conf(), &[], &pushes);
+    let conf = edit(&net.scenario_server_conf(), &[], &pushes);
     net.start_server(&conf);
-    let cc = net.base_client_conf(0);
+    let cc = net.client_conf(0);
     let log = net.connect(0, &cc);
     let replies = log.matches("PUSH: Received control message").count();
     assert!(replies > 1, "expected a split PUSH_REPLY, got {replies}");
@@ -887,11 +592,9 @@ fn garbage_and_replay_do_not_hurt() {
     let Some(mut net) = Net::new("fwd-garbage", Underlay::V4, &["client1", "intruder"]) else {
         return;
     };
-    let conf = net.base_server_conf();
-    net.start_server(&conf);
-    let cc = net.base_client_conf(0);
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    let conf = net.scenario_server_conf();
+    let cc = net.client_conf(0);
+    serve_one(&mut net, &conf, 0, &cc);
 
     // A third host on its own link (10.200.2.0/24): never connects, only sprays.
     let intruder = net.client(1).ns().to_string();
@@ -962,16 +665,14 @@ fn client_restart_and_exit_notify() {
     let Some(mut net) = Net::new("fwd-restart", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let conf = net.base_server_conf();
-    net.start_server(&conf);
-    let cc = net.base_client_conf(0);
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    let conf = net.scenario_server_conf();
+    let cc = net.client_conf(0);
+    serve_one(&mut net, &conf, 0, &cc);
     net.disconnect(0);
     net.connect(0, &cc);
     net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
 
-    let cc2 = edit(&net.base_client_conf(1), &[], "explicit-exit-notify 1");
+    let cc2 = edit(&net.client_conf(1), &[], "explicit-exit-notify 1");
     net.connect(1, &cc2);
     net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
     net.disconnect(1);
@@ -1000,56 +701,25 @@ fn renegotiation() {
     let Some(mut net) = Net::new("fwd-reneg", Underlay::V4, &["client1", "client2"]) else {
         return;
     };
-    let conf = edit(&net.base_server_conf(), &[], "reneg-sec 0");
-    net.start_server(&conf);
-    let cc = edit(&net.base_client_conf(0), &["verb"], "reneg-sec 3\nverb 4");
-    net.connect(0, &cc);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    // The initial key plus two renegotiations.
-    wait_log_count(
-        &net,
-        0,
-        "Outgoing Data Channel: Cipher",
-        3,
-        Duration::from_secs(15),
-    );
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.disconnect(0);
-    let _ = net.stop_server();
-
-    let conf = edit(&net.base_server_conf(), &[], "reneg-sec 3");
-    net.start_server(&conf);
-    let cc = edit(&net.base_client_conf(1), &["verb"], "reneg-sec 0\nverb 4");
-    net.connect(1, &cc);
-    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
-    wait_log_count(
-        &net,
-        1,
-        "Outgoing Data Channel: Cipher",
-        3,
-        Duration::from_secs(15),
-    );
-    net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::100");
-}
-
-/// Waits until `needle` occurs `n` times in client `i`'s current log.
-fn wait_log_count(net: &Net, i: usize, needle: &str, n: usize, timeout: Duration) {
-    let c = &net.clients[i];
-    let log = net.dir.join(format!("{}-{}.log", c.cn, c.runs));
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let got = text.matches(needle).count();
-        if got >= n {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{}: {needle:?} seen {got} times, want {n}; log tail:\n{}",
-            c.cn,
-            common::lab::tail(&text, 30)
+    // First the client renegotiates every 3 s, then the server does.
+    for (i, server_reneg, client_reneg) in [(0, "0", "3"), (1, "3", "0")] {
+        let conf = edit(
+            &net.scenario_server_conf(),
+            &[],
+            &format!("reneg-sec {server_reneg}"),
         );
-        std::thread::sleep(Duration::from_millis(100));
+        let cc = edit(
+            &net.client_conf(i),
+            &["verb"],
+            &format!("reneg-sec {client_reneg}\nverb 4"),
+        );
+        serve_one(&mut net, &conf, i, &cc);
+        // The initial key plus two renegotiations.
+        let key = "Outgoing Data Channel: Cipher";
+        net.wait_client_log_count(i, key, 3, Duration::from_secs(15));
+        net.assert_client_works(i, Some("10.8.0.2"), SOLE_V6[i]);
+        net.disconnect(i);
+        let _ = net.stop_server();
     }
 }
 
@@ -1061,18 +731,14 @@ fn dual_stack_listener() {
     let Some(mut net) = Net::new("fwd-dual", Underlay::V6, &["client1", "client2"]) else {
         return;
     };
-    let conf = edit(&net.base_server_conf(), &["proto"], "proto udp");
-    net.start_server(&conf);
+    let conf = edit(&net.scenario_server_conf(), &["proto"], "proto udp");
     let c1 = edit(
-        &net.base_client_conf(0),
+        &net.client_conf(0),
         &["proto", "remote"],
         &format!("proto udp4\nremote 10.200.1.1 {PORT}"),
     );
-    net.connect(0, &c1);
-    let c2 = net.base_client_conf(1);
-    net.connect(1, &c2);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
-    net.assert_client_works(1, Some("10.8.0.3"), "fd00:8::100");
+    let c2 = net.client_conf(1);
+    serve_two(&mut net, &conf, &c1, &c2);
 }
 
 /// tls-auth with a non-default digest on both sides.
@@ -1082,20 +748,9 @@ fn tls_auth_sha256() {
     let Some(mut net) = Net::new("fwd-tlsauth256", Underlay::V4, &["client1"]) else {
         return;
     };
-    let key = net.pki.tls_crypt.display().to_string();
-    let conf = edit(
-        &net.base_server_conf(),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 0\nauth SHA256"),
-    );
-    net.start_server(&conf);
-    let c1 = edit(
-        &net.base_client_conf(0),
-        &["tls-crypt"],
-        &format!("tls-auth {key} 1\nauth SHA256"),
-    );
-    net.connect(0, &c1);
-    net.assert_client_works(0, Some("10.8.0.2"), "fd00:8::1000");
+    let conf = tls_auth(&net, &net.scenario_server_conf(), "", " 0\nauth SHA256");
+    let c1 = tls_auth(&net, &net.client_conf(0), "", " 1\nauth SHA256");
+    serve_one(&mut net, &conf, 0, &c1);
 }
 
 /// Server keepalive: with `keepalive 1 3` pushed, an idle client restarts unless fwd pings it
@@ -1107,16 +762,16 @@ fn keepalive_idle_and_large_packets() {
     let Some(mut net) = Net::new("fwd-keepalive", Underlay::V4, &["client1"]) else {
         return;
     };
-    let conf = edit(&net.base_server_conf(), &["keepalive"], "keepalive 1 3");
+    let conf = edit(&net.scenario_server_conf(), &["keepalive"], "keepalive 1 3");
     net.start_server(&conf);
-    let cc = net.base_client_conf(0);
+    let cc = net.client_conf(0);
     let log = net.connect(0, &cc);
     assert!(
         log.contains("ping 1,ping-restart 3"),
         "keepalive not pushed"
     );
     std::thread::sleep(Duration::from_secs(7));
-    let log = wait_log(&net, 0, READY);
+    let log = net.wait_client_log(0, READY, LOG_SETTLE);
     assert!(
         !log.contains("Inactivity timeout"),
         "client restarted: fwd sent no keepalive pings"
@@ -1159,17 +814,8 @@ fn ccd_ifconfig_push_and_push_filters() {
     let Some(got) = ccd_push_filters(fwd()) else {
         return;
     };
-    let norm = |s: &str| s.replace(" dyn-tls-crypt", "");
-    assert_eq!(
-        norm(&got.0),
-        norm(&want.0),
-        "client1 PUSH_REPLY: fwd vs openvpn"
-    );
-    assert_eq!(
-        norm(&got.1),
-        norm(&want.1),
-        "client2 PUSH_REPLY: fwd vs openvpn"
-    );
+    assert_eq!(got.0, want.0, "client1 PUSH_REPLY: fwd vs openvpn");
+    assert_eq!(got.1, want.1, "client2 PUSH_REPLY: fwd vs openvpn");
 }
 
 /// Runs the ccd push scenario with `kind` as the server; returns both clients' PUSH_REPLY.
@@ -1177,7 +823,7 @@ fn ccd_push_filters(kind: ServerKind) -> Option<(String, String)> {
     let name = format!("{}-ccdpush", kind.label());
     let mut net = Net::with_server(kind, &name, Underlay::V4, &["client1", "client2"])?;
     let conf = edit(
-        &net.base_server_conf(),
+        &net.scenario_server_conf(),
         &[],
         "push \"route 10.77.0.0 255.255.255.0\"\npush \"route-ipv6 fd00:77::/64\"",
     );
@@ -1196,17 +842,11 @@ fn ccd_push_filters(kind: ServerKind) -> Option<(String, String)> {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     net.start_server(&conf);
-    let l1 = net.connect(0, &net.base_client_conf(0));
-    let l2 = net.connect(1, &net.base_client_conf(1));
+    let l1 = net.connect(0, &net.client_conf(0));
+    let l2 = net.connect(1, &net.client_conf(1));
     net.assert_client_works(0, Some("10.8.0.50"), "fd00:8::50");
     net.assert_client_works(1, Some("10.8.0.2"), "fd00:8::1000");
-    let push = |log: &str| {
-        log.lines()
-            .find(|l| l.contains("PUSH_REPLY"))
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (p1, p2) = (push(&l1), push(&l2));
+    let (p1, p2) = (push_reply_line(&l1), push_reply_line(&l2));
     assert!(
         p1.contains("route 10.77.0.0") && !p1.contains("fd00:77::"),
         "{p1}"
@@ -1231,11 +871,5 @@ fn ccd_push_filters(kind: ServerKind) -> Option<(String, String)> {
         .routes(&c2, true)
         .iter()
         .any(|r| r.starts_with("fd00:78::/64")));
-    // Only the options: the log line's timestamp and prefix differ.
-    let opts = |l: &str| {
-        l.split_once("PUSH_REPLY")
-            .map(|x| x.1.to_string())
-            .unwrap_or_default()
-    };
-    Some((opts(&p1), opts(&p2)))
+    Some((push_options(p1), push_options(p2)))
 }

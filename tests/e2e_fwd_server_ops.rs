@@ -16,18 +16,10 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::net::{edit, ip, show, wait_until, Mgmt, Net, READY};
+use common::net::{edit, ip, serial, show, wait_until, Mgmt, Net, READY};
 use common::scenario::Underlay;
-
-/// One lab at a time (see the module doc); a failed test poisons the lock, the next still
-/// runs.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// How long a refused client may take to hear why.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -535,15 +527,7 @@ fn ipv6_only_three_clients() {
     let Some(mut net) = Net::new("fwd-v6only3", Underlay::V4, &roles) else {
         return;
     };
-    net.lab.exec_ok(
-        &net.server,
-        &[
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=0",
-            "net.ipv6.conf.all.forwarding=0",
-        ],
-    );
+    net.server_forwarding_off();
     let conf = edit(
         &net.base_server_conf(),
         &["server", "server-ipv6", "topology"],

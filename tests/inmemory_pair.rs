@@ -33,6 +33,31 @@ fn opts(wrap: Wrap) -> Options {
     }
 }
 
+/// Default options plus config lines for the server and the client.
+fn extra(server_extra: &str, client_extra: &str) -> Options {
+    Options {
+        server_extra: server_extra.into(),
+        client_extra: client_extra.into(),
+        ..Options::default()
+    }
+}
+
+/// A pair with `o` that has completed its handshake within 10 s of fake time.
+fn connected(o: &Options) -> Pair {
+    let mut p = Pair::new(o);
+    assert!(
+        p.handshake(SECS(10)),
+        "no handshake: client {:?} server {:?}",
+        p.client_seen,
+        p.server_seen
+    );
+    p
+}
+
+fn rx(key_id: u8, plain: Vec<u8>) -> Received {
+    Received { key_id, plain }
+}
+
 /// The client's tunnel addresses from its PUSH_REPLY.
 fn client_addrs(p: &Pair) -> (Ipv4Addr, Ipv6Addr) {
     let pushed = p.pushed.as_ref().expect("pushed");
@@ -59,31 +84,13 @@ fn exchange_data(p: &mut Pair, tag: u32) {
     p.pump();
     assert_eq!(
         p.server_rx[srx..],
-        [
-            Received {
-                key_id: k1,
-                plain: up4
-            },
-            Received {
-                key_id: k2,
-                plain: up6
-            }
-        ],
+        [rx(k1, up4), rx(k2, up6)],
         "server drops: {:?}",
         p.server_drops
     );
     assert_eq!(
         p.client_rx[crx..],
-        [
-            Received {
-                key_id: k3,
-                plain: down4
-            },
-            Received {
-                key_id: k4,
-                plain: down6
-            }
-        ],
+        [rx(k3, down4), rx(k4, down6)],
         "client drops: {:?}",
         p.client_drops
     );
@@ -163,13 +170,7 @@ fn handshake_and_data_no_wrap() {
 
 /// Handshake with `o`, then check both ends derived the same key block and data flows.
 fn keys_match(o: &Options) -> Pair {
-    let mut p = Pair::new(o);
-    assert!(
-        p.handshake(SECS(10)),
-        "no handshake: client {:?} server {:?}",
-        p.client_seen,
-        p.server_seen
-    );
+    let mut p = connected(o);
     let (c, s) = (p.client_blocks.get(&0), p.server_blocks.get(&0));
     assert!(
         c.is_some() && c == s,
@@ -192,10 +193,7 @@ fn ekm_keys_match() {
 
 #[test]
 fn server_force_prf_keys_match() {
-    let o = Options {
-        server_extra: "force-prf".into(),
-        ..Options::default()
-    };
+    let o = extra("force-prf", "");
     let p = keys_match(&o);
     assert!(
         pushed_has(&p, "protocol-flags cc-exit"),
@@ -218,20 +216,13 @@ fn client_without_key_export_uses_prf() {
 
 #[test]
 fn client_force_prf_keys_match() {
-    let o = Options {
-        client_extra: "force-prf".into(),
-        ..Options::default()
-    };
+    let o = extra("", "force-prf");
     keys_match(&o);
 }
 
 #[test]
 fn both_force_prf_keys_match() {
-    let o = Options {
-        client_extra: "force-prf".into(),
-        server_extra: "force-prf".into(),
-        ..Options::default()
-    };
+    let o = extra("force-prf", "force-prf");
     keys_match(&o);
 }
 
@@ -250,7 +241,8 @@ fn every_nth(n: usize, fate: Fate) -> pair::Impair {
     })
 }
 
-fn handshake_within_hand_window(mut p: Pair) {
+/// Asserts that `p` completes its handshake within the hand window; returns the window.
+fn assert_handshake_in_hand_window(p: &mut Pair) -> Duration {
     let hand_window = p.client_plan.session.hand_window;
     assert!(
         p.handshake(hand_window),
@@ -259,6 +251,11 @@ fn handshake_within_hand_window(mut p: Pair) {
         p.server_seen,
         p.trace.join("\n")
     );
+    hand_window
+}
+
+fn handshake_within_hand_window(mut p: Pair) {
+    let hand_window = assert_handshake_in_hand_window(&mut p);
     assert!(p.elapsed() < hand_window);
     assert_eq!(p.client_blocks.get(&0), p.server_blocks.get(&0));
     p.impair = None;
@@ -426,13 +423,8 @@ fn check_after_reneg(p: &mut Pair, keys: (Vec<u8>, Vec<u8>)) {
 #[test]
 fn client_initiated_renegotiation_loses_no_data() {
     // OpenVPN's tran-window default (3600 s) would keep the lame duck for an hour.
-    let o = Options {
-        server_extra: "tran-window 10".into(),
-        client_extra: "tran-window 10".into(),
-        ..Options::default()
-    };
-    let mut p = Pair::new(&o);
-    assert!(p.handshake(SECS(10)));
+    let o = extra("tran-window 10", "tran-window 10");
+    let mut p = connected(&o);
     data_during(&mut p, SECS(5), |p| p.elapsed() >= SECS(3));
     let now = p.now;
     p.client.start_renegotiation(now);
@@ -442,13 +434,11 @@ fn client_initiated_renegotiation_loses_no_data() {
 
 #[test]
 fn server_initiated_renegotiation_loses_no_data() {
-    let o = Options {
-        server_extra: "reneg-sec 20\ntran-window 10".into(),
-        client_extra: "reneg-sec 0\ntran-window 10".into(),
-        ..Options::default()
-    };
-    let mut p = Pair::new(&o);
-    assert!(p.handshake(SECS(10)));
+    let o = extra(
+        "reneg-sec 20\ntran-window 10",
+        "reneg-sec 0\ntran-window 10",
+    );
+    let mut p = connected(&o);
     let keys = data_during(&mut p, SECS(120), both_retired_key0);
     assert!(p.elapsed() >= SECS(20), "renegotiated before reneg-sec");
     check_after_reneg(&mut p, keys);
@@ -456,13 +446,11 @@ fn server_initiated_renegotiation_loses_no_data() {
 
 #[test]
 fn renegotiation_with_lossy_control_channel_loses_no_data() {
-    let o = Options {
-        server_extra: "reneg-sec 20\ntran-window 10".into(),
-        client_extra: "reneg-sec 0\ntran-window 10".into(),
-        ..Options::default()
-    };
-    let mut p = Pair::new(&o);
-    assert!(p.handshake(SECS(10)));
+    let o = extra(
+        "reneg-sec 20\ntran-window 10",
+        "reneg-sec 0\ntran-window 10",
+    );
+    let mut p = connected(&o);
     let mut count = 0usize;
     p.impair = Some(Box::new(move |_, b| {
         if pair::is_data(b) {
@@ -482,13 +470,8 @@ fn renegotiation_with_lossy_control_channel_loses_no_data() {
 
 #[test]
 fn two_renegotiations_in_a_row() {
-    let o = Options {
-        client_extra: "reneg-sec 15\ntran-window 5".into(),
-        server_extra: "reneg-sec 0\ntran-window 5".into(),
-        ..Options::default()
-    };
-    let mut p = Pair::new(&o);
-    assert!(p.handshake(SECS(10)));
+    let o = extra("reneg-sec 0\ntran-window 5", "reneg-sec 15\ntran-window 5");
+    let mut p = connected(&o);
     let (up, down) = data_during(&mut p, SECS(120), |p| {
         p.client_seen.contains(&Seen::KeyRetired(1)) && p.server_seen.contains(&Seen::KeyRetired(1))
     });
@@ -524,21 +507,14 @@ fn tampered_control_datagrams_are_dropped_and_retransmitted() {
 }
 
 fn handshake_within_hand_window_keep(p: &mut Pair) {
-    let hand_window = p.client_plan.session.hand_window;
-    assert!(
-        p.handshake(hand_window),
-        "client {:?} server {:?}",
-        p.client_seen,
-        p.server_seen
-    );
+    assert_handshake_in_hand_window(p);
     p.impair = None;
     exchange_data(p, 600);
 }
 
 #[test]
 fn tampered_data_packets_fail_the_tag() {
-    let mut p = Pair::new(&Options::default());
-    assert!(p.handshake(SECS(10)));
+    let mut p = connected(&Options::default());
     let (c4, _) = client_addrs(&p);
     let pkt = ipv4_packet(c4, SERVER_V4, 1);
     let (wire, _) = p.client_seal(&pkt).expect("tx");
@@ -561,13 +537,7 @@ fn tampered_data_packets_fail_the_tag() {
     // The genuine packet still opens afterwards (failed opens did not advance the window).
     p.send(Dir::ToServer, wire);
     p.pump();
-    assert_eq!(
-        p.server_rx,
-        [Received {
-            key_id: 0,
-            plain: pkt
-        }]
-    );
+    assert_eq!(p.server_rx, [rx(0, pkt)]);
 
     let (wire, _) = p.server_seal(&ipv4_packet(SERVER_V4, c4, 2)).expect("tx");
     let mut t = wire.clone();
@@ -580,8 +550,7 @@ fn tampered_data_packets_fail_the_tag() {
 
 #[test]
 fn replayed_data_packets_are_rejected() {
-    let mut p = Pair::new(&Options::default());
-    assert!(p.handshake(SECS(10)));
+    let mut p = connected(&Options::default());
     let (c4, _) = client_addrs(&p);
     let (a, _) = p.client_seal(&ipv4_packet(c4, SERVER_V4, 1)).expect("tx");
     let (b, _) = p.client_seal(&ipv4_packet(c4, SERVER_V4, 2)).expect("tx");
@@ -601,8 +570,7 @@ fn replayed_data_packets_are_rejected() {
 
 #[test]
 fn replayed_control_datagrams_are_ignored() {
-    let mut p = Pair::new(&Options::default());
-    assert!(p.handshake(SECS(10)));
+    let mut p = connected(&Options::default());
     // Replay everything the client ever sent, then everything the server sent.
     let to_server = p.sent_to_server.clone();
     let to_client = p.sent_to_client.clone();
@@ -630,17 +598,8 @@ fn replayed_control_datagrams_are_ignored() {
 
 #[test]
 fn client_offering_only_chacha_gets_chacha() {
-    let o = Options {
-        client_extra: "data-ciphers CHACHA20-POLY1305".into(),
-        ..Options::default()
-    };
-    let mut p = Pair::new(&o);
-    assert!(
-        p.handshake(SECS(10)),
-        "client {:?} server {:?}",
-        p.client_seen,
-        p.server_seen
-    );
+    let o = extra("", "data-ciphers CHACHA20-POLY1305");
+    let mut p = connected(&o);
     assert_eq!(
         p.pushed.as_ref().and_then(|x| x.cipher.clone()).as_deref(),
         Some("CHACHA20-POLY1305")
@@ -659,11 +618,10 @@ fn client_offering_only_chacha_gets_chacha() {
 
 #[test]
 fn no_shared_cipher_fails_authentication() {
-    let o = Options {
-        client_extra: "data-ciphers CHACHA20-POLY1305".into(),
-        server_extra: "data-ciphers AES-256-GCM:AES-128-GCM".into(),
-        ..Options::default()
-    };
+    let o = extra(
+        "data-ciphers AES-256-GCM:AES-128-GCM",
+        "data-ciphers CHACHA20-POLY1305",
+    );
     let mut p = Pair::new(&o);
     assert!(p.run_until(SECS(10), MS(100), |p| p.client_closed().is_some()));
     match p.client_closed() {
@@ -761,8 +719,7 @@ fn hard_reset_alone_creates_no_state_and_bad_cookies_are_dropped() {
 
 #[test]
 fn client_restart_from_same_address_replaces_the_old_session() {
-    let mut p = Pair::new(&Options::default());
-    assert!(p.handshake(SECS(10)));
+    let mut p = connected(&Options::default());
     let old_peer = p.server_peer().expect("peer");
     p.run_until(SECS(2), MS(100), |_| false);
     p.restart_client(99);
@@ -795,21 +752,18 @@ fn client_restart_from_same_address_replaces_the_old_session() {
 
 #[test]
 fn simultaneous_renegotiation_from_both_sides() {
-    let o = Options {
-        server_extra: "reneg-sec 20\ntran-window 10".into(),
-        client_extra: "reneg-sec 20\ntran-window 10".into(),
-        ..Options::default()
-    };
-    let mut p = Pair::new(&o);
-    assert!(p.handshake(SECS(10)));
+    let o = extra(
+        "reneg-sec 20\ntran-window 10",
+        "reneg-sec 20\ntran-window 10",
+    );
+    let mut p = connected(&o);
     let keys = data_during(&mut p, SECS(120), both_retired_key0);
     check_after_reneg(&mut p, keys);
 }
 
 #[test]
 fn client_exit_takes_the_peer_down() {
-    let mut p = Pair::new(&Options::default());
-    assert!(p.handshake(SECS(10)));
+    let mut p = connected(&Options::default());
     let now = p.now;
     p.client.shutdown(now, "EXIT");
     assert!(p.run_until(SECS(30), MS(100), |p| p

@@ -7,47 +7,30 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::lab::{Host, Lab};
-use common::pki::{test_pki_with_clients, PkiPaths};
+use common::net::{edit, wait_until, Mgmt, Net};
+use common::scenario::Underlay;
 
-const MGMT_PORT: u16 = 7505;
-const VPN_PORT: u16 = 1194;
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/vectors/mgmt/openvpn-2.6.14"
 );
 
-fn server_conf(pki: &PkiPaths, ccd: &Path, status: &Path, version: u8) -> String {
-    format!(
-        "port {VPN_PORT}\nproto udp\ndev tun\nca {ca}\ncert {cert}\nkey {key}\ndh none\n\
-         tls-crypt {tc}\ntopology subnet\nserver 10.8.0.0 255.255.255.0\nserver-ipv6 fd00:8::/64\n\
-         client-config-dir {ccd}\nkeepalive 2 6\nexplicit-exit-notify 1\nverb 3\n\
-         status {status} 1\nstatus-version {version}\nmanagement 127.0.0.1 {MGMT_PORT}\n",
-        ca = pki.ca_cert.display(),
-        cert = pki.server_cert.display(),
-        key = pki.server_key.display(),
-        tc = pki.tls_crypt.display(),
-        ccd = ccd.display(),
-        status = status.display(),
-    )
-}
-
-fn client_conf(pki: &PkiPaths, remote: std::net::IpAddr) -> String {
-    let c = pki.client("client1");
-    format!(
-        "client\ndev tun\nproto udp\nremote {remote} {VPN_PORT}\nnobind\nca {ca}\ncert {cert}\n\
-         key {key}\nremote-cert-tls server\ntls-crypt {tc}\ndisable-dco\nconnect-retry 1 1\nverb 3\n",
-        ca = pki.ca_cert.display(),
-        cert = c.cert.display(),
-        key = c.key.display(),
-        tc = pki.tls_crypt.display(),
+/// The reference server config (without its routes and pushes) with client1's ccd, quick
+/// keepalive, exit notify, a status file of `version` and the management interface.
+fn server_conf(net: &Net, ccd: &Path, status: &Path, version: u8) -> String {
+    edit(
+        &net.base_server_conf(),
+        &["client-to-client", "keepalive"],
+        &format!(
+            "client-config-dir {}\nkeepalive 2 6\nexplicit-exit-notify 1\n\
+             status {} 1\nstatus-version {version}\n{}",
+            ccd.display(),
+            status.display(),
+            Net::mgmt_conf()
+        ),
     )
 }
 
@@ -107,97 +90,14 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Poll `f` until it returns Some, or panic after `timeout` with `what`.
-fn wait<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A TCP connection to the management port inside `host`'s namespace: a helper thread joins
-/// the namespace, connects, and hands the socket back (sockets keep their namespace).
-fn connect_mgmt(host: &Host) -> Mgmt {
-    let ns = PathBuf::from("/var/run/netns").join(host.ns());
-    let stream = std::thread::spawn(move || -> std::io::Result<TcpStream> {
-        let f = File::open(&ns)?;
-        // SAFETY: setns on this (short-lived) thread only; the fd is valid for the call.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        TcpStream::connect(("127.0.0.1", MGMT_PORT))
-    })
-    .join()
-    .expect("setns thread panicked")
-    .expect("connect to the management port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let reader = BufReader::new(stream.try_clone().unwrap());
-    let mut m = Mgmt { stream, reader };
-    let greeting = m.line();
+/// A management connection to the server; asserts fwd's exact greeting.
+fn connect_mgmt(net: &Net) -> Mgmt {
+    let m = net.mgmt();
     assert_eq!(
-        greeting,
+        m.greeting,
         ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info\r\n"
     );
     m
-}
-
-struct Mgmt {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Mgmt {
-    /// The next line, notifications (`>...`) included.
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.reader.read_line(&mut l).expect("management read");
-        assert!(l.ends_with("\r\n"), "line without CRLF: {l:?}");
-        l
-    }
-
-    fn send(&mut self, cmd: &str) {
-        self.stream
-            .write_all(format!("{cmd}\n").as_bytes())
-            .unwrap();
-    }
-
-    /// The next reply line, skipping asynchronous notifications.
-    fn reply_line(&mut self) -> String {
-        loop {
-            let l = self.line();
-            if !l.starts_with('>') {
-                return l;
-            }
-        }
-    }
-
-    /// A one-line reply.
-    fn one(&mut self, cmd: &str) -> String {
-        self.send(cmd);
-        self.reply_line().trim_end().to_string()
-    }
-
-    /// A multi-line reply up to and including `END`.
-    fn multi(&mut self, cmd: &str) -> String {
-        self.send(cmd);
-        let mut text = String::new();
-        loop {
-            let l = self.reply_line();
-            text.push_str(&l);
-            if l == "END\r\n" {
-                return text;
-            }
-        }
-    }
 }
 
 /// The CLIENT_LIST row of client1 in a v2 status text, split into fields.
@@ -207,47 +107,25 @@ fn client_row(v2: &str) -> Option<Vec<String>> {
         .map(|l| l.trim_end().split(',').map(str::to_string).collect())
 }
 
-struct Setup {
-    lab: Lab,
-    server: Host,
-    client: Host,
-    pki: PkiPaths,
-    ccd: PathBuf,
-    dir: PathBuf,
-    remote: std::net::IpAddr,
-}
-
-fn setup() -> Option<Setup> {
-    let mut lab = Lab::try_new("mgmt")?;
-    let dir = lab.dir().to_path_buf();
-    let server = lab.host("server");
-    let client = lab.host("client1");
-    let link = lab.link(&server, &client);
-    let pki = test_pki_with_clients(&dir, &["client1"]);
-    let ccd = dir.join("ccd");
+/// The lab (server + client1) and client1's ccd file with its iroutes.
+fn setup() -> Option<(Net, PathBuf)> {
+    let net = Net::new("mgmt", Underlay::V4, &["client1"])?;
+    let ccd = net.dir.join("ccd");
     std::fs::create_dir_all(&ccd).unwrap();
     std::fs::write(
         ccd.join("client1"),
         "iroute 10.99.0.0 255.255.255.0\niroute-ipv6 fd00:99::/64\n",
     )
     .unwrap();
-    Some(Setup {
-        lab,
-        server,
-        client,
-        pki,
-        ccd,
-        dir,
-        remote: link.a(false),
-    })
+    Some((net, ccd))
 }
 
 #[test]
 fn status_file_and_management() {
-    let Some(mut s) = setup() else { return };
+    let Some((mut s, ccd)) = setup() else { return };
     let fwd = env!("CARGO_BIN_EXE_fwd");
     let client_conf_path = s.dir.join("client1.conf");
-    std::fs::write(&client_conf_path, client_conf(&s.pki, s.remote)).unwrap();
+    std::fs::write(&client_conf_path, s.client_conf(0)).unwrap();
     let mut client_started = false;
 
     let golden_v1 = std::fs::read_to_string(format!("{GOLDEN}/status-file-v1.txt")).unwrap();
@@ -256,7 +134,7 @@ fn status_file_and_management() {
     for version in [1u8, 2, 3] {
         let status = s.dir.join(format!("status-v{version}.txt"));
         let conf = s.dir.join(format!("server-v{version}.conf"));
-        std::fs::write(&conf, server_conf(&s.pki, &s.ccd, &status, version)).unwrap();
+        std::fs::write(&conf, server_conf(&s, &ccd, &status, version)).unwrap();
         let log = s.dir.join(format!("fwd-v{version}.log"));
         let server = s.server.clone();
         let id = s
@@ -270,7 +148,7 @@ fn status_file_and_management() {
             )
             .unwrap_or_else(|e| panic!("fwd did not start: {e}"));
         if !client_started {
-            let client = s.client.clone();
+            let client = s.client(0).clone();
             s.lab.spawn(
                 &client,
                 &["openvpn", "--config", &client_conf_path.to_string_lossy()],
@@ -279,7 +157,7 @@ fn status_file_and_management() {
             client_started = true;
         }
         // The client (re)connects: first start, or after the previous server's RESTART.
-        let text = wait(
+        let text = wait_until(
             Duration::from_secs(30),
             &format!("client1 in the v{version} status file"),
             || {
@@ -311,8 +189,8 @@ fn status_file_and_management() {
         }
 
         // Two management clients at once.
-        let mut a = connect_mgmt(&s.server);
-        let mut b = connect_mgmt(&s.server);
+        let mut a = connect_mgmt(&s);
+        let mut b = connect_mgmt(&s);
         let v2 = a.multi("status 2");
         assert_eq!(
             shape(&v2.replace("\r\n", "\n")),
@@ -359,7 +237,7 @@ fn status_file_and_management() {
             client_row(&b.multi("status 2")).is_none(),
             "client1 still listed after kill"
         );
-        let row = wait(Duration::from_secs(30), "client1 back after kill", || {
+        let row = wait_until(Duration::from_secs(30), "client1 back after kill", || {
             client_row(&b.multi("status 2"))
         });
         let cid2: u64 = row[10].parse().unwrap();
@@ -370,7 +248,7 @@ fn status_file_and_management() {
             a.one(&format!("client-kill {cid2}")),
             "SUCCESS: client-kill command succeeded"
         );
-        let row = wait(
+        let row = wait_until(
             Duration::from_secs(30),
             "client1 back after client-kill",
             || client_row(&a.multi("status 2")).filter(|r| r[10] != cid2.to_string()),

@@ -14,8 +14,8 @@
 //!   can be read after a failure (the lab keeps its directory on panic);
 //! - processes are stopped only through the lab (by PID).
 //!
-//! Kept apart from tests/e2e_fwd_server.rs's own harness (same shape) so the two files can
-//! change independently; new server tests should use this one.
+//! The one harness of the e2e server tests (e2e_fwd_server.rs, e2e_fwd_server_ops.rs,
+//! mgmt_e2e.rs); e2e_fwd_client.rs shares its constants and [`assert_pings`].
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -23,11 +23,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::lab::{ChildId, Host, IfAddr, Lab};
+use super::lab::{tail, ChildId, Host, IfAddr, Lab};
 use super::pki::{test_pki_with_clients, PkiPaths};
-use super::scenario::{client_config, server_config, ServerKind, Underlay};
+use super::scenario::{client_config, server_config, write_ccd, ServerKind, Underlay};
 
 /// How long a client may take to complete initialization.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -37,6 +38,14 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READY: &str = "Initialization Sequence Completed";
 /// The management port inside the server namespace (see [`Net::mgmt_conf`]).
 pub const MGMT_PORT: u16 = 7505;
+
+/// One lab at a time within a test binary: each fwd server runs a shard per core, and on a
+/// small shared box parallel labs only make the ping timeouts flaky. A test that failed
+/// poisons the lock; the next one still runs.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The fwd binary under test as the server program.
 pub fn fwd() -> ServerKind {
@@ -89,6 +98,17 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+/// Asserts that each `(from, to)` path answers pings (within [`PING_TIMEOUT`] each).
+pub fn assert_pings(lab: &Lab, paths: &[(&Host, &str)]) {
+    let mut failed = String::new();
+    for (host, dst) in paths {
+        if !lab.ping_eventually(host, ip(dst), PING_TIMEOUT) {
+            let _ = writeln!(failed, "  {} -> {dst}", host.role());
+        }
+    }
+    assert!(failed.is_empty(), "no ping reply on:\n{failed}");
+}
+
 /// One stock openvpn client host.
 pub struct Client {
     pub host: Host,
@@ -121,6 +141,17 @@ impl Net {
     /// fwd as the server and one client host per role. `None` when the lab cannot run here
     /// (not root, tools missing; outside CI).
     pub fn new(name: &str, underlay: Underlay, roles: &[&str]) -> Option<Net> {
+        Net::with_server(fwd(), name, underlay, roles)
+    }
+
+    /// Like [`Net::new`] with another server program (the openvpn baseline for a behaviour
+    /// fwd must copy).
+    pub fn with_server(
+        kind: ServerKind,
+        name: &str,
+        underlay: Underlay,
+        roles: &[&str],
+    ) -> Option<Net> {
         let mut lab = Lab::try_new(name)?;
         let dir = lab.dir().to_path_buf();
         let server = lab.host("server");
@@ -141,7 +172,7 @@ impl Net {
         }
         let pki = test_pki_with_clients(&dir, roles);
         Some(Net {
-            kind: fwd(),
+            kind,
             lab,
             server,
             clients,
@@ -163,6 +194,28 @@ impl Net {
             &["client-config-dir", "route", "route-ipv6", "push"],
             "",
         )
+    }
+
+    /// The full reference server config of the scenario: tls-crypt, `server` +
+    /// `server-ipv6`, the scenario's ccd (written now), client-to-client, routes to client1's
+    /// iroutes.
+    pub fn scenario_server_conf(&self) -> String {
+        let ccd = write_ccd(&self.dir);
+        server_config(&self.kind, self.underlay, &self.pki, &ccd)
+    }
+
+    /// Disables IP forwarding in the server namespace: whatever crosses between clients
+    /// then has to be switched inside fwd, the kernel will not route it back into the tun.
+    pub fn server_forwarding_off(&self) {
+        self.lab.exec_ok(
+            &self.server,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=0",
+                "net.ipv6.conf.all.forwarding=0",
+            ],
+        );
     }
 
     /// The config lines for fwd's management interface on 127.0.0.1:[`MGMT_PORT`] inside
@@ -250,7 +303,11 @@ impl Net {
         let log = self.start_client(i, conf);
         match self.lab.wait_for_log(&log, READY, CONNECT_TIMEOUT) {
             Ok(text) => text,
-            Err(e) => panic!("{} did not connect to fwd: {e}", self.clients[i].role),
+            Err(e) => panic!(
+                "{} did not connect to the {} server: {e}",
+                self.clients[i].role,
+                self.kind.label()
+            ),
         }
     }
 
@@ -263,10 +320,21 @@ impl Net {
 
     /// Waits until `needle` occurs `n` times in client `i`'s current log.
     pub fn wait_client_log_count(&self, i: usize, needle: &str, n: usize, timeout: Duration) {
-        let what = format!("{}: {n} x {needle:?}", self.clients[i].role);
-        wait_until(timeout, &what, || {
-            (self.client_log_text(i).matches(needle).count() >= n).then_some(())
-        });
+        let start = Instant::now();
+        loop {
+            let text = self.client_log_text(i);
+            let got = text.matches(needle).count();
+            if got >= n {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{}: {needle:?} seen {got} times, want {n}; log tail:\n{}",
+                self.clients[i].role,
+                tail(&text, 30)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Stops client `i` (SIGTERM, so an `explicit-exit-notify` client says goodbye; the
@@ -328,13 +396,7 @@ impl Net {
 
     /// Asserts that each `(from, to)` path answers pings.
     pub fn assert_pings(&self, paths: &[(&Host, &str)]) {
-        let mut failed = String::new();
-        for (host, dst) in paths {
-            if !self.lab.ping_eventually(host, ip(dst), PING_TIMEOUT) {
-                let _ = writeln!(failed, "  {} -> {dst}", host.role());
-            }
-        }
-        assert!(failed.is_empty(), "no ping reply on:\n{failed}");
+        assert_pings(&self.lab, paths);
     }
 
     /// Asserts that no `(from, to)` path answers pings.
@@ -380,9 +442,13 @@ impl Net {
 }
 
 /// A TCP connection to a management interface inside a namespace.
+///
+/// Every line read must end with CRLF (the management protocol's line end).
 pub struct Mgmt {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
+    /// The `>INFO:` line the interface greeted with, line end included.
+    pub greeting: String,
 }
 
 impl Mgmt {
@@ -402,26 +468,36 @@ impl Mgmt {
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
         .unwrap_or_else(|e| panic!("connect to the management port: {e}"));
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap_or_else(|e| panic!("{e}"));
         let reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
-        let mut m = Mgmt { stream, reader };
-        let greeting = m.line();
-        assert!(greeting.starts_with(">INFO:"), "greeting {greeting:?}");
+        let mut m = Mgmt {
+            stream,
+            reader,
+            greeting: String::new(),
+        };
+        m.greeting = m.line();
+        assert!(
+            m.greeting.starts_with(">INFO:"),
+            "greeting {:?}",
+            m.greeting
+        );
         m
     }
 
-    /// The next line, notifications (`>...`) included.
-    fn line(&mut self) -> String {
+    /// The next line, notifications (`>...`) included, with its CRLF.
+    pub fn line(&mut self) -> String {
         let mut l = String::new();
         self.reader
             .read_line(&mut l)
             .unwrap_or_else(|e| panic!("management read: {e}"));
         assert!(!l.is_empty(), "management connection closed");
+        assert!(l.ends_with("\r\n"), "line without CRLF: {l:?}");
         l
     }
 
-    fn send(&mut self, cmd: &str) {
+    /// Sends `cmd` and the line end, without reading a reply.
+    pub fn send(&mut self, cmd: &str) {
         self.stream
             .write_all(format!("{cmd}\n").as_bytes())
             .unwrap_or_else(|e| panic!("management write: {e}"));

@@ -6,7 +6,8 @@
 //! -> the IPv4/IPv6 iroute networks behind client1).
 //!
 //! The server program is a parameter ([`ServerKind`]), so the same scenario proves the lab
-//! with `openvpn` as the server and then judges fwd as the server.
+//! with `openvpn` as the server and then judges fwd as the server. The hosts and processes
+//! are a [`Net`]'s (tests/common/net.rs), the one harness of the server tests.
 //!
 //! Expected addresses are what openvpn 2.6 itself assigns (checked against the binary):
 //! `server 10.8.0.0/24` + `topology subnet` -> server 10.8.0.1, pool from 10.8.0.2;
@@ -17,10 +18,10 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::lab::{Host, IfAddr, Lab};
-use super::pki::{test_pki, PkiPaths};
+use super::lab::Host;
+use super::net::{ip, Net, PING_TIMEOUT};
+use super::pki::PkiPaths;
 
 /// Which program plays the server.
 #[derive(Clone, Debug)]
@@ -79,9 +80,6 @@ pub enum Underlay {
 }
 
 impl Underlay {
-    fn is_v6(self) -> bool {
-        self == Underlay::V6
-    }
     /// openvpn `proto` value.
     fn proto(self) -> &'static str {
         match self {
@@ -93,14 +91,6 @@ impl Underlay {
 
 /// UDP port the server listens on (namespaces are private, so a fixed port is safe).
 pub const PORT: u16 = 1194;
-/// How long a client may take to complete initialization.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long one path may take to answer a ping.
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap_or_else(|e| panic!("bad literal {s}: {e}"))
-}
 
 /// The server config used by the scenario (OpenVPN syntax, paths absolute).
 pub fn server_config(kind: &ServerKind, underlay: Underlay, pki: &PkiPaths, ccd: &Path) -> String {
@@ -183,191 +173,73 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-fn has(addrs: &[IfAddr], addr: &str, plen: u8) -> bool {
-    let addr = ip(addr);
-    addrs.iter().any(|a| a.addr == addr && a.prefix_len == plen)
+/// Asserts the tun addresses of the server and both clients (IPv6 first: the one waited
+/// for).
+fn check_addresses(net: &Net) {
+    let expect = [
+        (&net.server, [("fd00:8::1", 64), ("10.8.0.1", 24)]),
+        (net.client(0), [("fd00:8::1000", 64), ("10.8.0.2", 24)]),
+        (net.client(1), [("fd00:8::100", 64), ("10.8.0.3", 24)]),
+    ];
+    for (host, want) in &expect {
+        net.assert_addrs(host, "tun0", want);
+    }
 }
 
-fn show(addrs: &[IfAddr]) -> String {
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The scenario's lab, hosts and files, for tests that run it step by step.
-pub struct Scenario {
-    pub kind: ServerKind,
-    pub underlay: Underlay,
-    pub lab: Lab,
-    pub server: Host,
-    pub client1: Host,
-    pub client2: Host,
-    pub pki: PkiPaths,
-    pub server_conf: PathBuf,
-    pub server_log: PathBuf,
-}
-
-impl Scenario {
-    /// Builds the lab (server, client1, client2; links 1 and 2), the PKI, ccd and all
-    /// configs, and the stub networks behind client1. Nothing runs yet. `None` (after
-    /// printing why) when the lab cannot run here outside CI.
-    pub fn setup(kind: ServerKind, underlay: Underlay) -> Option<Scenario> {
-        let name = format!("{}-{:?}", kind.label(), underlay).to_lowercase();
-        let mut lab = Lab::try_new(&name)?;
-        let dir = lab.dir().to_path_buf();
-        let server = lab.host("server");
-        let client1 = lab.host("client1");
-        let client2 = lab.host("client2");
-        let l1 = lab.link(&server, &client1);
-        let l2 = lab.link(&server, &client2);
-        let v6 = underlay.is_v6();
-
-        let pki = test_pki(&dir);
-        let ccd = write_ccd(&dir);
-        let server_conf = dir.join("server.conf");
-        write(&server_conf, &server_config(&kind, underlay, &pki, &ccd));
-        for (cn, link) in [("client1", &l1), ("client2", &l2)] {
-            write(
-                &dir.join(format!("{cn}.conf")),
-                &client_config(underlay, &pki, cn, link.a(v6)),
-            );
-        }
-        // The networks behind client1 that its iroutes point at.
-        lab.stub_net(&client1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
-        Some(Scenario {
-            kind,
-            underlay,
-            lab,
-            server,
-            client1,
-            client2,
-            pki,
-            server_conf,
-            server_log: dir.join("server.log"),
-        })
-    }
-
-    /// Starts the server and waits for its ready line.
-    pub fn start_server(&mut self) {
-        let argv = self.kind.argv(&self.server_conf);
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        self.lab.spawn(&self.server, &argv, &self.server_log);
-        if let Err(e) =
-            self.lab
-                .wait_for_log(&self.server_log, self.kind.ready_needle(), CONNECT_TIMEOUT)
-        {
-            panic!("{} server did not start: {e}", self.kind.label());
+/// Asserts that every path answers pings: server <-> clients, client <-> client, and the
+/// iroute networks behind client1 from client2 and from the server.
+fn check_pings(net: &Net) {
+    let (server, c1, c2) = (&net.server, net.client(0), net.client(1));
+    let paths: &[(&Host, &str, &str)] = &[
+        (server, "server->client1", "10.8.0.2"),
+        (server, "server->client1", "fd00:8::1000"),
+        (server, "server->client2", "10.8.0.3"),
+        (server, "server->client2", "fd00:8::100"),
+        (c1, "client1->server", "10.8.0.1"),
+        (c1, "client1->server", "fd00:8::1"),
+        (c2, "client2->server", "10.8.0.1"),
+        (c2, "client2->server", "fd00:8::1"),
+        (c1, "client1->client2", "10.8.0.3"),
+        (c1, "client1->client2", "fd00:8::100"),
+        (c2, "client2->client1", "10.8.0.2"),
+        (c2, "client2->client1", "fd00:8::1000"),
+        (c2, "client2->iroute(client1)", "10.99.0.1"),
+        (c2, "client2->iroute(client1)", "fd00:99::1"),
+        (server, "server->iroute(client1)", "10.99.0.1"),
+        (server, "server->iroute(client1)", "fd00:99::1"),
+    ];
+    let mut failed = String::new();
+    for (host, what, dst) in paths {
+        if !net.lab.ping_eventually(host, ip(dst), PING_TIMEOUT) {
+            let _ = writeln!(failed, "  {what} {dst}");
         }
     }
-
-    /// Starts the openvpn clients one after the other (so client1 takes pool slot 0) and
-    /// waits until each has completed initialization.
-    pub fn connect_clients(&mut self) {
-        let dir = self.lab.dir().to_path_buf();
-        for (host, cn) in [
-            (self.client1.clone(), "client1"),
-            (self.client2.clone(), "client2"),
-        ] {
-            let conf = dir.join(format!("{cn}.conf"));
-            let log = dir.join(format!("{cn}.log"));
-            self.lab.spawn(
-                &host,
-                &["openvpn", "--config", &conf.to_string_lossy()],
-                &log,
-            );
-            if let Err(e) =
-                self.lab
-                    .wait_for_log(&log, "Initialization Sequence Completed", CONNECT_TIMEOUT)
-            {
-                panic!(
-                    "{cn} did not connect to the {} server: {e}",
-                    self.kind.label()
-                );
-            }
-        }
-    }
-
-    /// Asserts the tun addresses of the server and both clients.
-    pub fn check_addresses(&self) {
-        let expect = [
-            (
-                &self.server,
-                "server",
-                [("10.8.0.1", 24), ("fd00:8::1", 64)],
-            ),
-            (
-                &self.client1,
-                "client1",
-                [("10.8.0.2", 24), ("fd00:8::1000", 64)],
-            ),
-            (
-                &self.client2,
-                "client2",
-                [("10.8.0.3", 24), ("fd00:8::100", 64)],
-            ),
-        ];
-        for (host, who, want) in &expect {
-            let addrs = self
-                .lab
-                .wait_for_addr(host, "tun0", ip(want[1].0), Duration::from_secs(3));
-            for (a, plen) in want {
-                assert!(
-                    has(&addrs, a, *plen),
-                    "{who}: tun0 lacks {a}/{plen}; has [{}]",
-                    show(&addrs)
-                );
-            }
-        }
-    }
-
-    /// Asserts that every path answers pings: server <-> clients, client <-> client, and the
-    /// iroute networks behind client1 from client2 and from the server.
-    pub fn check_pings(&self) {
-        let (server, c1, c2) = (&self.server, &self.client1, &self.client2);
-        let paths: &[(&Host, &str, &str)] = &[
-            (server, "server->client1", "10.8.0.2"),
-            (server, "server->client1", "fd00:8::1000"),
-            (server, "server->client2", "10.8.0.3"),
-            (server, "server->client2", "fd00:8::100"),
-            (c1, "client1->server", "10.8.0.1"),
-            (c1, "client1->server", "fd00:8::1"),
-            (c2, "client2->server", "10.8.0.1"),
-            (c2, "client2->server", "fd00:8::1"),
-            (c1, "client1->client2", "10.8.0.3"),
-            (c1, "client1->client2", "fd00:8::100"),
-            (c2, "client2->client1", "10.8.0.2"),
-            (c2, "client2->client1", "fd00:8::1000"),
-            (c2, "client2->iroute(client1)", "10.99.0.1"),
-            (c2, "client2->iroute(client1)", "fd00:99::1"),
-            (server, "server->iroute(client1)", "10.99.0.1"),
-            (server, "server->iroute(client1)", "fd00:99::1"),
-        ];
-        let mut failed = String::new();
-        for (host, what, dst) in paths {
-            if !self.lab.ping_eventually(host, ip(dst), PING_TIMEOUT) {
-                let _ = writeln!(failed, "  {what} {dst}");
-            }
-        }
-        assert!(
-            failed.is_empty(),
-            "{} server over {:?} underlay: no ping reply on:\n{failed}",
-            self.kind.label(),
-            self.underlay
-        );
-    }
+    assert!(
+        failed.is_empty(),
+        "{} server over {:?} underlay: no ping reply on:\n{failed}",
+        net.kind.label(),
+        net.underlay
+    );
 }
 
 /// Runs the whole scenario with `kind` as the server; panics (with every log's tail, via
 /// the lab's Drop) on the first broken expectation. Returns silently if the lab cannot run
 /// here (not root / tools missing, outside CI).
 pub fn run_server_scenario(kind: ServerKind, underlay: Underlay) {
-    let Some(mut sc) = Scenario::setup(kind, underlay) else {
+    let name = format!("{}-{:?}", kind.label(), underlay).to_lowercase();
+    let Some(mut net) = Net::with_server(kind, &name, underlay, &["client1", "client2"]) else {
         return;
     };
-    sc.start_server();
-    sc.connect_clients();
-    sc.check_addresses();
-    sc.check_pings();
+    // The networks behind client1 that its iroutes point at.
+    let c1 = net.client(0).clone();
+    net.lab
+        .stub_net(&c1, "lan0", &["10.99.0.1/24", "fd00:99::1/64"]);
+    let conf = net.scenario_server_conf();
+    net.start_server(&conf);
+    // One after the other, so client1 takes pool slot 0.
+    for i in 0..2 {
+        net.connect(i, &net.client_conf(i));
+    }
+    check_addresses(&net);
+    check_pings(&net);
 }
