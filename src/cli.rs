@@ -222,9 +222,12 @@ pub fn init_logging(verb: u32) {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("{level},netlink_packet_route=error"))
         });
+    // Colour only on a terminal: logs redirected to files must stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
@@ -72,6 +73,10 @@ pub struct Peer {
     keys: ArcSwap<KeyRing>,
     pub stats: PeerStats,
     pub common_name: String,
+    /// Keepalive for this peer: send a ping after `ping` of silence, drop it after
+    /// `ping_restart` without hearing from it (`None` = off).
+    pub ping: Option<Duration>,
+    pub ping_restart: Option<Duration>,
 }
 
 impl Peer {
@@ -83,6 +88,8 @@ impl Peer {
             keys: ArcSwap::from_pointee(KeyRing::default()),
             stats: PeerStats::default(),
             common_name,
+            ping: None,
+            ping_restart: None,
         }
     }
 

@@ -95,6 +95,10 @@ pub struct PeerUp {
     pub client_id: u64,
     /// Unix seconds when the client was admitted (status `Connected Since`).
     pub connected_unix: u64,
+    /// ccd `ping` / `ping-restart` for this client (seconds, 0 = off); `None` keeps the
+    /// server's own.
+    pub ping: Option<u32>,
+    pub ping_restart: Option<u32>,
 }
 
 /// The AUTH_FAILED reason for a refusal that goes away by itself (server full, pool
@@ -664,6 +668,8 @@ impl ServerCore {
                 )
                 .collect(),
             iroutes_v6: overrides.iroutes_v6.clone(),
+            ping: overrides.ping,
+            ping_restart: overrides.ping_restart,
             data_v2,
             cipher,
             client_id: self.next_client_id,

@@ -362,12 +362,12 @@ impl Control {
     fn apply(&mut self, ev: ServerEvent) {
         match ev {
             ServerEvent::PeerUp(up) => {
-                let peer = Arc::new(Peer::new(
-                    up.peer_id,
-                    up.data_v2,
-                    up.remote,
-                    up.common_name.clone(),
-                ));
+                let mut peer = Peer::new(up.peer_id, up.data_v2, up.remote, up.common_name.clone());
+                // A ccd `ping` / `ping-restart` overrides the server's for this client.
+                let secs = |s: u32| (s > 0).then(|| Duration::from_secs(s.into()));
+                peer.ping = up.ping.map_or(self.ping, secs);
+                peer.ping_restart = up.ping_restart.map_or(self.ping_restart, secs);
+                let peer = Arc::new(peer);
                 peer.touch_rx(self.clock.ms(Instant::now()), 0);
                 self.peers.insert(peer);
                 let changes = client_routes(up.v4, up.v6, &up.iroutes, &up.iroutes_v6)
@@ -441,7 +441,7 @@ impl Control {
             if peer.reneg_due(&self.reneg) {
                 reneg.push(peer.id);
             }
-            if let Some(ping) = self.ping {
+            if let Some(ping) = peer.ping {
                 let last_tx = peer.stats.last_tx_ms.load(Ordering::Relaxed);
                 if now_ms.saturating_sub(last_tx) >= ping.as_millis() as u64 {
                     if let Some(bytes) = forward::seal_one(&peer, &PING_MAGIC) {
@@ -451,7 +451,7 @@ impl Control {
                     }
                 }
             }
-            if let Some(limit) = self.ping_restart {
+            if let Some(limit) = peer.ping_restart {
                 let last_rx = peer.stats.last_rx_ms.load(Ordering::Relaxed);
                 if now_ms.saturating_sub(last_rx) > limit.as_millis() as u64 {
                     dead.push(peer.id);
