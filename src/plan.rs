@@ -108,21 +108,11 @@ fn ciphers(cfg: &Config) -> Result<(Vec<Cipher>, Option<Cipher>)> {
     Ok((list, fallback))
 }
 
-fn session_config(
-    cfg: &Config,
-    tls: TlsSide,
-    role: crate::proto::session::Role,
-) -> Result<SessionConfig> {
-    let client = role == crate::proto::session::Role::Client;
+fn session_config(cfg: &Config, tls: TlsSide) -> Result<SessionConfig> {
+    let role = tls.role();
+    let client = role == wrap::Role::Client;
     let (ciphers, _) = ciphers(cfg)?;
-    let wrap = wrap_keys(
-        cfg,
-        if client {
-            wrap::Role::Client
-        } else {
-            wrap::Role::Server
-        },
-    )?;
+    let wrap = wrap_keys(cfg, role)?;
     // A client that insists on the PRF must not offer TLS-EKM: the server would push
     // `tls-ekm` and derive different keys than we do.
     let iv_proto = if cfg.force_prf {
@@ -132,7 +122,6 @@ fn session_config(
     };
     let peer_info = client.then(|| messages::peer_info_string(&ciphers, iv_proto, 1600));
     Ok(SessionConfig {
-        role,
         wrap: Arc::new(wrap),
         tls,
         hand_window: Duration::from_secs(cfg.hand_window.into()),
@@ -247,11 +236,7 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         .map_err(|e| anyhow!("cert/key: {e}"))?;
     let tls_cfg =
         tls::server_config(&identity, &tls_policy(cfg)?).map_err(|e| anyhow!("TLS: {e}"))?;
-    let session = Arc::new(session_config(
-        cfg,
-        TlsSide::Server(tls_cfg),
-        crate::proto::session::Role::Server,
-    )?);
+    let session = Arc::new(session_config(cfg, TlsSide::Server(tls_cfg))?);
     let (data_ciphers, data_ciphers_fallback) = ciphers(cfg)?;
     let v4_layout = match (cfg.topology, cfg.ifconfig) {
         (Topology::Subnet, Some(i)) => V4Layout::Subnet {
@@ -380,11 +365,7 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
     };
     let tls_cfg = tls::client_config(identity.as_ref(), &tls_policy(cfg)?)
         .map_err(|e| anyhow!("TLS: {e}"))?;
-    let session = Arc::new(session_config(
-        cfg,
-        TlsSide::Client(tls_cfg),
-        crate::proto::session::Role::Client,
-    )?);
+    let session = Arc::new(session_config(cfg, TlsSide::Client(tls_cfg))?);
     let (data_ciphers, data_ciphers_fallback) = ciphers(cfg)?;
     let remotes = cfg
         .remotes

@@ -43,6 +43,13 @@ pub enum TlsSide {
 }
 
 impl TlsSide {
+    pub fn role(&self) -> Role {
+        match self {
+            TlsSide::Server(_) => Role::Server,
+            TlsSide::Client(_) => Role::Client,
+        }
+    }
+
     fn session(&self) -> Result<TlsSession, CloseReason> {
         match self {
             TlsSide::Server(c) => TlsSession::new_server(c.clone()),
@@ -52,16 +59,13 @@ impl TlsSide {
     }
 }
 
-/// Which end of the TLS connection this session is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Client,
-    Server,
-}
+/// Which end of the TLS connection this session is (the same role fixes the tls-crypt key
+/// directions).
+pub use crate::proto::wrap::Role;
 
 /// Everything a session needs that is fixed for the connection.
+#[derive(Clone)]
 pub struct SessionConfig {
-    pub role: Role,
     pub wrap: Arc<WrapKeys>,
     pub tls: TlsSide,
     /// `--hand-window`: a key negotiation must finish within this.
@@ -82,6 +86,13 @@ pub struct SessionConfig {
     pub credentials: Option<(String, String)>,
     /// Force the legacy PRF even when the peer offers TLS-EKM (fwd's `force-prf`).
     pub force_prf: bool,
+}
+
+impl SessionConfig {
+    /// Our end of the connection, as the TLS side says.
+    pub fn role(&self) -> Role {
+        self.tls.role()
+    }
 }
 
 /// Data-channel parameters fixed at the first key negotiation and kept for renegotiations.
@@ -342,7 +353,7 @@ impl Session {
     }
 
     fn handle_packet(&mut self, now: Instant, pkt: ControlPacket) {
-        match (self.cfg.role, self.remote_sid) {
+        match (self.cfg.role(), self.remote_sid) {
             (_, Some(sid)) if sid != pkt.session_id => {
                 self.dropped += 1;
                 tracing::debug!("control packet from a different session dropped");
@@ -388,10 +399,7 @@ impl Session {
 
     /// Start a renegotiation now (reneg-sec/bytes/pkts reached, or asked by the owner).
     pub fn start_renegotiation(&mut self, now: Instant) {
-        if self.closed || self.keys.len() > 1 && !self.keys[1].keys_announced {
-            return;
-        }
-        let Some(primary) = self.keys.first() else {
+        let Some(primary) = self.keys.first().filter(|_| !self.closed) else {
             return;
         };
         // One renegotiation at a time: the previous one must have finished and its key be in
@@ -526,7 +534,7 @@ impl Session {
     }
 
     fn drive_key(&mut self, now: Instant, i: usize) -> Result<(), CloseReason> {
-        let role = self.cfg.role;
+        let role = self.cfg.role();
         {
             let k = &mut self.keys[i];
             if !k.tls_started && k.reliable.all_acked() {
@@ -572,7 +580,7 @@ impl Session {
     }
 
     fn make_km2(&mut self) -> KeyMethod2 {
-        let client = self.cfg.role == Role::Client;
+        let client = self.cfg.role() == Role::Client;
         let mut km2 = KeyMethod2::random(&mut self.rng, client, self.cfg.options_string.clone());
         if client {
             km2.peer_info = self.cfg.peer_info.clone();
@@ -585,7 +593,7 @@ impl Session {
     }
 
     fn read_remote_km2(&mut self, now: Instant, i: usize) -> Result<(), CloseReason> {
-        let from_client = self.cfg.role == Role::Server;
+        let from_client = self.cfg.role() == Role::Server;
         let k = &mut self.keys[i];
         let Some(len) = km2_frame_len(&k.plaintext, from_client) else {
             return Ok(());
@@ -594,7 +602,7 @@ impl Session {
             .map_err(|e| CloseReason::Protocol(format!("key-method 2: {e}")))?;
         k.plaintext.drain(..len);
         let first = k.key_id.get() == 0;
-        if self.cfg.role == Role::Server {
+        if self.cfg.role() == Role::Server {
             let event = Event::ClientAuthRequest {
                 common_name: k.tls.peer_common_name(),
                 peer_info: km2.peer_info.clone(),
@@ -625,7 +633,7 @@ impl Session {
         if self.auth != AuthState::Accepted {
             return Ok(());
         }
-        let (client_sid, server_sid) = match (self.cfg.role, self.remote_sid) {
+        let (client_sid, server_sid) = match (self.cfg.role(), self.remote_sid) {
             (Role::Client, Some(r)) => (self.local_sid, r),
             (Role::Server, Some(r)) => (r, self.local_sid),
             (_, None) => return Ok(()),
@@ -645,7 +653,7 @@ impl Session {
             })
             .map_err(|e| CloseReason::Tls(format!("key export: {e}")))?
         } else {
-            let (c, s) = match self.cfg.role {
+            let (c, s) = match self.cfg.role() {
                 Role::Client => (local, remote),
                 Role::Server => (remote, local),
             };
@@ -689,7 +697,7 @@ impl Session {
     }
 
     fn handle_message(&mut self, now: Instant, msg: ControlMessage) {
-        match (self.cfg.role, msg) {
+        match (self.cfg.role(), msg) {
             (Role::Server, ControlMessage::PushRequest) => {
                 if self.auth == AuthState::Accepted {
                     self.send_push_reply();

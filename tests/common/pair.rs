@@ -266,18 +266,8 @@ impl Pair {
             let base = &cplan.session;
             let peer_info = fwd::proto::messages::peer_info_string(&cplan.data_ciphers, iv, 1600);
             cplan.session = Arc::new(SessionConfig {
-                role: base.role,
-                wrap: base.wrap.clone(),
-                tls: base.tls.clone(),
-                hand_window: base.hand_window,
-                tls_timeout: base.tls_timeout,
-                reneg_after: base.reneg_after,
-                tran_window: base.tran_window,
-                max_control_payload: base.max_control_payload,
-                options_string: base.options_string.clone(),
                 peer_info: Some(peer_info),
-                credentials: base.credentials.clone(),
-                force_prf: base.force_prf,
+                ..SessionConfig::clone(base)
             });
         }
         let now = Instant::now();
