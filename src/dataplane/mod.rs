@@ -65,7 +65,8 @@ pub struct ShardOptions {
     pub tick: Duration,
     /// Bytes per buffer including [`HEADROOM`]; larger datagrams are dropped as truncated.
     pub buf_len: usize,
-    /// Receives kept posted on the UDP socket (io_uring) / datagrams per wakeup (poll).
+    /// Receives kept posted on the UDP socket (io_uring: buffers in the multishot receive's
+    /// ring, rounded up to a power of two, or separate RecvMsg) / datagrams per wakeup (poll).
     pub udp_depth: usize,
     /// Reads kept posted on the tun queue (io_uring) / packets per wakeup (poll).
     pub tun_depth: usize,
