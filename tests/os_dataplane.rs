@@ -18,6 +18,8 @@ struct Echo {
     collector: SocketAddr,
     ticks: Arc<AtomicUsize>,
     copy: bool,
+    /// Highest `udp_multishot_arms` any shard reported.
+    arms: Arc<AtomicUsize>,
 }
 
 impl ShardHandler for Echo {
@@ -37,8 +39,10 @@ impl ShardHandler for Echo {
             out.send_udp_in_place(self.collector, HEADROOM - 4..HEADROOM + len);
         }
     }
-    fn on_tick(&mut self, _out: &mut Outputs) {
+    fn on_tick(&mut self, out: &mut Outputs) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
+        self.arms
+            .fetch_max(out.stats().udp_multishot_arms as usize, Ordering::Relaxed);
     }
 }
 
@@ -95,7 +99,7 @@ fn exchange(rx: &UdpSocket, mut send: impl FnMut(), want: impl Fn(&[u8]) -> bool
     panic!("expected datagram never arrived");
 }
 
-fn run_echo(driver: DriverKind, copy: bool) {
+fn run_echo(driver: DriverKind, copy: bool, multishot: bool) {
     let ns = match NetnsGuard::new("fwdtest-dp") {
         Ok(ns) => ns,
         Err(e) => {
@@ -126,9 +130,11 @@ fn run_echo(driver: DriverKind, copy: bool) {
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicUsize::new(0));
+        let arms = Arc::new(AtomicUsize::new(0));
         let opts = ShardOptions {
             tick: Duration::from_millis(20),
             driver,
+            uring_multishot: multishot,
             ..ShardOptions::default()
         };
         let mut handles = Vec::new();
@@ -140,6 +146,7 @@ fn run_echo(driver: DriverKind, copy: bool) {
                 collector: collector.local_addr().unwrap(),
                 ticks: ticks.clone(),
                 copy,
+                arms: arms.clone(),
             };
             let core = (i < 2).then_some(i);
             handles.push(
@@ -194,18 +201,28 @@ fn run_echo(driver: DriverKind, copy: bool) {
             h.join().expect("shard panicked").expect("shard failed");
         }
         assert!(ticks.load(Ordering::Relaxed) > 0, "on_tick never ran");
+        let arms = arms.load(Ordering::Relaxed);
+        let want_multishot = driver == DriverKind::Uring
+            && multishot
+            && dataplane::uring_multishot_available().is_ok()
+            && std::env::var("FWD_URING_MULTISHOT").as_deref() != Ok("0");
+        if want_multishot {
+            assert!(arms >= 1, "multishot receive was never armed");
+        } else {
+            assert_eq!(arms, 0, "multishot receive armed although not in use");
+        }
     })
     .unwrap();
 }
 
 #[test]
 fn poll_driver_echo_in_place() {
-    run_echo(DriverKind::Poll, false);
+    run_echo(DriverKind::Poll, false, true);
 }
 
 #[test]
 fn poll_driver_echo_copy() {
-    run_echo(DriverKind::Poll, true);
+    run_echo(DriverKind::Poll, true, true);
 }
 
 #[test]
@@ -214,7 +231,7 @@ fn uring_driver_echo_in_place() {
         eprintln!("skipping: io_uring unavailable: {e}");
         return;
     }
-    run_echo(DriverKind::Uring, false);
+    run_echo(DriverKind::Uring, false, true);
 }
 
 #[test]
@@ -223,7 +240,37 @@ fn uring_driver_echo_copy() {
         eprintln!("skipping: io_uring unavailable: {e}");
         return;
     }
-    run_echo(DriverKind::Uring, true);
+    run_echo(DriverKind::Uring, true, true);
+}
+
+#[test]
+fn uring_driver_echo_per_slot_receives() {
+    if let Err(e) = dataplane::uring_available() {
+        eprintln!("skipping: io_uring unavailable: {e}");
+        return;
+    }
+    run_echo(DriverKind::Uring, false, false);
+}
+
+/// On a kernel >= 6.0 with io_uring, the multishot receive must be available (and the echo
+/// tests above then assert the shards armed it).
+#[test]
+fn uring_multishot_available_on_new_kernels() {
+    if let Err(e) = dataplane::uring_available() {
+        eprintln!("skipping: io_uring unavailable: {e}");
+        return;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let major: u32 = release
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(0);
+    if major < 6 {
+        eprintln!("skipping: kernel {release} predates multishot RecvMsg");
+        return;
+    }
+    dataplane::uring_multishot_available().expect("multishot RecvMsg on a >= 6.0 kernel");
 }
 
 /// Records what a shard saw; panics on a datagram starting with "panic".
@@ -277,7 +324,7 @@ fn pipe_shard(
     Some((client, addr, wr, ShardIo::new(udp, rd).unwrap()))
 }
 
-fn oversize_dropped(driver: DriverKind) {
+fn oversize_dropped(driver: DriverKind, multishot: bool) {
     let Some((client, addr, pipe_wr, io)) = pipe_shard(driver) else {
         return;
     };
@@ -293,6 +340,7 @@ fn oversize_dropped(driver: DriverKind) {
         tick: Duration::from_millis(10),
         buf_len: HEADROOM + 100,
         driver,
+        uring_multishot: multishot,
         ..ShardOptions::default()
     };
     let shard =
@@ -346,12 +394,17 @@ fn handler_panic_unwinds(driver: DriverKind) {
 
 #[test]
 fn poll_driver_drops_oversize() {
-    oversize_dropped(DriverKind::Poll);
+    oversize_dropped(DriverKind::Poll, true);
 }
 
 #[test]
 fn uring_driver_drops_oversize() {
-    oversize_dropped(DriverKind::Uring);
+    oversize_dropped(DriverKind::Uring, true);
+}
+
+#[test]
+fn uring_driver_drops_oversize_per_slot_receives() {
+    oversize_dropped(DriverKind::Uring, false);
 }
 
 #[test]
@@ -362,4 +415,86 @@ fn poll_driver_handler_panic() {
 #[test]
 fn uring_driver_handler_panic() {
     handler_panic_unwinds(DriverKind::Uring);
+}
+
+/// Sends every datagram back to `to` in place (the received buffer leaves with the send).
+struct Reflect {
+    to: SocketAddr,
+    arms: Arc<AtomicUsize>,
+}
+
+impl ShardHandler for Reflect {
+    fn on_udp(&mut self, _from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        buf[HEADROOM - 2..HEADROOM].copy_from_slice(b"R:");
+        out.send_udp_in_place(self.to, HEADROOM - 2..HEADROOM + len);
+    }
+    fn on_tun(&mut self, _buf: &mut [u8], _len: usize, _out: &mut Outputs) {}
+    fn on_tick(&mut self, out: &mut Outputs) {
+        self.arms
+            .store(out.stats().udp_multishot_arms as usize, Ordering::Relaxed);
+    }
+}
+
+/// Many more datagrams than receive buffers, each buffer leaving with an in-place send:
+/// the multishot path must keep refilling its buffer ring (and re-arm when it ran dry).
+fn reflect_many(multishot: bool) {
+    let Some((client, addr, _pipe_wr, io)) = pipe_shard(DriverKind::Uring) else {
+        return;
+    };
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let arms = Arc::new(AtomicUsize::new(0));
+    let h = Reflect {
+        to: client.local_addr().unwrap(),
+        arms: arms.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let waker = io.waker.clone();
+    let opts = ShardOptions {
+        tick: Duration::from_millis(10),
+        udp_depth: 4,
+        driver: DriverKind::Uring,
+        uring_multishot: multishot,
+        ..ShardOptions::default()
+    };
+    let shard =
+        dataplane::spawn_shard(None, "shard-reflect".into(), io, h, stop.clone(), opts).unwrap();
+    let mut got = std::collections::BTreeSet::new();
+    let mut buf = [0u8; 64];
+    // Bursts of 16 (four times the ring), 10 rounds: no loss on loopback with default
+    // socket buffers.
+    for round in 0..10u32 {
+        for i in 0..16u32 {
+            client
+                .send_to(&(round * 16 + i).to_be_bytes(), addr)
+                .unwrap();
+        }
+        for _ in 0..16 {
+            let (n, _) = client.recv_from(&mut buf).expect("reflected datagram");
+            assert_eq!(n, 6);
+            assert_eq!(&buf[..2], b"R:");
+            got.insert(u32::from_be_bytes(buf[2..6].try_into().unwrap()));
+        }
+    }
+    stop.store(true, Ordering::Release);
+    waker.wake().unwrap();
+    shard.join().unwrap().unwrap();
+    assert_eq!(got.len(), 160);
+    let arms = arms.load(Ordering::Relaxed);
+    if multishot && dataplane::uring_multishot_available().is_ok() {
+        assert!(arms >= 1);
+    } else {
+        assert_eq!(arms, 0);
+    }
+}
+
+#[test]
+fn uring_driver_reflects_in_place_multishot() {
+    reflect_many(true);
+}
+
+#[test]
+fn uring_driver_reflects_in_place_per_slot() {
+    reflect_many(false);
 }

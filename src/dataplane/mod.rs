@@ -65,7 +65,8 @@ pub struct ShardOptions {
     pub tick: Duration,
     /// Bytes per buffer including [`HEADROOM`]; larger datagrams are dropped as truncated.
     pub buf_len: usize,
-    /// Receives kept posted on the UDP socket (io_uring) / datagrams per wakeup (poll).
+    /// Receives kept posted on the UDP socket (io_uring: buffers in the multishot receive's
+    /// ring, rounded up to a power of two, or separate RecvMsg) / datagrams per wakeup (poll).
     pub udp_depth: usize,
     /// Reads kept posted on the tun queue (io_uring) / packets per wakeup (poll).
     pub tun_depth: usize,
@@ -75,6 +76,10 @@ pub struct ShardOptions {
     pub max_buffers: usize,
     /// Driver selection.
     pub driver: DriverKind,
+    /// io_uring: receive UDP with one multishot RecvMsg over a provided-buffer ring
+    /// (kernel >= 6.0, probed) instead of `udp_depth` separate RecvMsg, each of which arms
+    /// its own poll on the socket. `FWD_URING_MULTISHOT=0` turns it off too.
+    pub uring_multishot: bool,
 }
 
 impl Default for ShardOptions {
@@ -88,6 +93,7 @@ impl Default for ShardOptions {
             tx_slots: 256,
             max_buffers: 1024,
             driver: DriverKind::Auto,
+            uring_multishot: true,
         }
     }
 }
@@ -195,6 +201,12 @@ pub fn uring_available() -> io::Result<()> {
     uring::probe()
 }
 
+/// Whether the io_uring driver's multishot UDP receive (provided-buffer ring plus
+/// multishot RecvMsg) works on this kernel; probed once per process.
+pub fn uring_multishot_available() -> io::Result<()> {
+    uring::multishot_probe()
+}
+
 /// Spawns a shard thread named `name`, pinned to `core` when given (pinning failure is
 /// logged, not fatal: the shard still works unpinned).
 pub fn spawn_shard<H: ShardHandler + 'static>(
@@ -236,7 +248,10 @@ fn sanitize(opts: &ShardOptions) -> ShardOptions {
     o.udp_depth = o.udp_depth.clamp(1, 4096);
     o.tun_depth = o.tun_depth.clamp(1, 4096);
     o.tx_slots = o.tx_slots.clamp(1, 16384);
-    o.max_buffers = o.max_buffers.max(o.udp_depth + o.tun_depth + 16);
+    // The multishot path keeps a power-of-two count of receive buffers.
+    o.max_buffers = o
+        .max_buffers
+        .max(o.udp_depth.next_power_of_two() + o.tun_depth + 16);
     o
 }
 
@@ -254,6 +269,7 @@ mod tests {
             tx_slots: 0,
             max_buffers: 0,
             driver: DriverKind::Poll,
+            uring_multishot: true,
         });
         assert!(o.tick > Duration::ZERO);
         assert!(o.buf_len > HEADROOM);

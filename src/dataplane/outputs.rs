@@ -28,6 +28,10 @@ pub struct ShardStats {
     pub tx_dropped: u64,
     /// Sends or tun writes the kernel failed.
     pub tx_errors: u64,
+    /// Times the io_uring driver armed its multishot UDP receive (once at start, again
+    /// whenever the kernel ends it, e.g. when the provided buffers ran out). Zero means the
+    /// driver uses one RecvMsg per buffer (poll driver, old kernel, or disabled).
+    pub udp_multishot_arms: u64,
 }
 
 /// Where an output goes.
@@ -203,6 +207,17 @@ impl Outputs {
         }
     }
 
+    /// Moves the ranges of `Current` outputs queued since `start` `by` bytes later: the
+    /// handler saw a slice starting `by` bytes into the buffer that [`Self::resolve_current`]
+    /// then gets. A range pushed past the end is dropped there like any out-of-range one.
+    pub(crate) fn shift_current(&mut self, start: usize, by: usize) {
+        for op in self.ops.iter_mut().skip(start) {
+            if let Data::Current(r) = &mut op.data {
+                *r = r.start.saturating_add(by)..r.end.saturating_add(by);
+            }
+        }
+    }
+
     /// Drops `Current` outputs queued since `start` (there is no current buffer).
     pub(crate) fn drop_current(&mut self, start: usize) {
         let before = self.ops.len();
@@ -310,6 +325,26 @@ mod tests {
         assert_eq!(&b[r], b"abcd");
         let (b, r) = owned(&out.ops[2]);
         assert_eq!(&b[r], b"bc");
+        assert_eq!(out.stats.tx_dropped, 1);
+    }
+
+    #[test]
+    fn shifted_in_place_ranges_index_the_whole_buffer() {
+        let mut out = Outputs::new(64, 8);
+        let mut cur = out.alloc().unwrap();
+        cur[40..44].copy_from_slice(b"wxyz");
+        out.write_tun(b"before"); // queued before `start`: untouched
+        let start = out.ops.len();
+        // The handler saw cur[20..]: its range 20..24 is cur[40..44].
+        out.write_tun_in_place(20..24);
+        out.send_udp_in_place("10.0.0.1:1".parse().unwrap(), 40..45); // 60..65: out of range
+        out.shift_current(start, 20);
+        assert!(out.resolve_current(start, cur).is_none());
+        assert_eq!(out.ops.len(), 2);
+        let (b, r) = owned(&out.ops[0]);
+        assert_eq!(&b[r], b"before");
+        let (b, r) = owned(&out.ops[1]);
+        assert_eq!(&b[r], b"wxyz");
         assert_eq!(out.stats.tx_dropped, 1);
     }
 

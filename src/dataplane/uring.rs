@@ -1,13 +1,29 @@
 //! io_uring driver: one ring per shard.
 //!
-//! Kept posted at all times: `udp_depth` RecvMsg on the UDP socket, `tun_depth` Read on the
-//! tun queue, one Read on the waker eventfd and one Timeout of `tick`. Each wakeup reaps
-//! every completion, hands received packets to the handler, runs `on_tick`, then submits
-//! the batch's outputs as SendMsg/Write and re-posts the receives.
+//! Kept posted at all times: the UDP receive, `tun_depth` Read on the tun queue, one Read
+//! on the waker eventfd and one Timeout of `tick`. Each wakeup reaps every completion, hands
+//! received packets to the handler, runs `on_tick`, then submits the batch's outputs as
+//! SendMsg/Write and re-posts the receives.
+//!
+//! The UDP receive is, when the kernel has it (probed once, kernel >= 6.0) and it is not
+//! turned off, ONE multishot RecvMsg drawing from a provided-buffer ring of `udp_depth`
+//! (rounded up to a power of two) pool buffers: one poll armed on the socket instead of one
+//! per posted receive, each of which every datagram would wake. The kernel writes each
+//! datagram at the start of a ring buffer as `io_uring_recvmsg_out` (16 bytes), the source
+//! address (a fixed `namelen` field) and the payload. Pool buffers are therefore `front`
+//! bytes longer than `buf_len`, where `front + HEADROOM` is that prefix: the handler gets
+//! `buf[front..]` (exactly `buf_len` bytes, packet at `HEADROOM`, the headroom overlapping
+//! the already-parsed prefix), and in-place output ranges are shifted by `front`. A buffer
+//! kept by an in-place output goes to the transmit side as usual; its ring slot (buffer id)
+//! is refilled from the pool before the next wait. Otherwise the driver falls back to
+//! `udp_depth` separate RecvMsg SQEs.
 //!
 //! Memory invariant: every pointer in a submitted SQE (msghdr, iovec, sockaddr, buffer,
 //! timespec, eventfd counter) points into a `Box` owned by [`Driver`] that is neither freed
-//! nor reused until that SQE's completion has been reaped. Shutdown (including unwinding
+//! nor reused until that SQE's completion has been reaped (for a multishot SQE: its last
+//! completion, the one without IORING_CQE_F_MORE). A buffer published in the provided-buffer
+//! ring stays owned by the driver until a completion names its buffer id; the ring memory
+//! itself lives until it is unregistered. Shutdown (including unwinding
 //! from a panicking handler) cancels everything outstanding and reaps until nothing is in
 //! flight; if that fails, the memory is leaked rather than freed under the kernel.
 //!
@@ -19,9 +35,12 @@
 //! nowait-capable and arms its internal poll instead, like for the socket. Should a kernel
 //! still complete a tun read with EAGAIN, it is simply posted again.
 
+use std::alloc::Layout;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::OnceLock;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
@@ -39,6 +58,14 @@ const TAG_TIMEOUT: u64 = 4;
 const TAG_UDP_SEND: u64 = 5;
 const TAG_TUN_WRITE: u64 = 6;
 const TAG_CANCEL: u64 = 7;
+const TAG_UDP_MULTI: u64 = 8;
+
+/// Buffer group id of the shard's provided-buffer ring (the only group on its io_uring).
+const BGID: u16 = 0;
+
+/// `sizeof(struct io_uring_recvmsg_out)`: namelen, controllen, payloadlen, flags (u32 each),
+/// written by the kernel at the start of every multishot RecvMsg buffer.
+const RECVMSG_OUT_LEN: usize = 16;
 
 /// Submission queue size; a full queue is submitted early, so this only bounds syscalls.
 const SQ_ENTRIES: u32 = 256;
@@ -67,6 +94,250 @@ pub(crate) fn probe() -> io::Result<()> {
     }
 }
 
+/// Checks, once per process, that multishot RecvMsg over a provided-buffer ring works: a
+/// datagram on a private AF_UNIX socketpair must complete with a ring buffer and
+/// IORING_CQE_F_MORE (an older kernel rejects the multishot flag or the buffer ring).
+pub(crate) fn multishot_probe() -> io::Result<()> {
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    RESULT
+        .get_or_init(|| multishot_probe_uncached().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))
+}
+
+fn multishot_probe_uncached() -> io::Result<()> {
+    probe()?;
+    let ring: IoUring = IoUring::new(8)?;
+    let mut br = BufRing::new(2)?;
+    br.register(&ring)?;
+    let mut bufs: Vec<Buf> = (0..2).map(|_| vec![0u8; 256].into_boxed_slice()).collect();
+    for (bid, b) in (0u16..).zip(bufs.iter_mut()) {
+        br.push(bid, b);
+    }
+    br.publish();
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two fds into a live array.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are fresh and owned here.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let msg = b"probe";
+    // SAFETY: writes from a live byte array.
+    if unsafe { libc::write(b.as_raw_fd(), msg.as_ptr().cast(), msg.len()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: all-zero msghdr is valid (no name, no control).
+    let hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+    let e = opcode::RecvMsgMulti::new(types::Fd(a.as_raw_fd()), &*hdr, BGID)
+        .build()
+        .user_data(1);
+    let wait = types::Timespec::new().sec(1);
+    let args = types::SubmitArgs::new().timespec(&wait);
+    // SAFETY: msghdr, ring memory and buffers outlive the request: it is cancelled and
+    // reaped below, or everything is leaked.
+    let outcome = (|| -> io::Result<bool> {
+        unsafe { ring.submission_shared().push(&e) }
+            .map_err(|_| io::Error::other("probe SQ full"))?;
+        let mut ok = false;
+        let mut armed = true;
+        let mut cancelled = false;
+        for _ in 0..8 {
+            match ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+            // SAFETY: only this thread touches the probe ring.
+            for c in unsafe { ring.completion_shared() } {
+                if c.user_data() == 1 {
+                    if c.result() > 0 && cqueue::buffer_select(c.flags()).is_some() {
+                        ok = cqueue::more(c.flags());
+                    }
+                    if !cqueue::more(c.flags()) {
+                        armed = false;
+                    }
+                }
+            }
+            if !armed {
+                return Ok(ok);
+            }
+            if !cancelled {
+                let c = opcode::AsyncCancel::new(1).build().user_data(2);
+                // SAFETY: a cancel holds no pointers.
+                unsafe { ring.submission_shared().push(&c) }
+                    .map_err(|_| io::Error::other("probe SQ full"))?;
+                cancelled = true;
+            }
+        }
+        Err(io::Error::other("probe receive did not finish"))
+    })();
+    match outcome {
+        Ok(ok) => {
+            br.unregister(&ring)?;
+            drop((a, b));
+            if ok {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "io_uring multishot RecvMsg unsupported",
+                ))
+            }
+        }
+        Err(e) => {
+            // The kernel may still own the buffers: never free them.
+            std::mem::forget(bufs);
+            std::mem::forget(hdr);
+            std::mem::forget(br);
+            Err(e)
+        }
+    }
+}
+
+/// A provided-buffer ring: `entries` (a power of two) `io_uring_buf` slots in page-aligned
+/// memory the kernel reads buffers from; the tail (shared with the kernel) is in slot 0's
+/// reserved field.
+struct BufRing {
+    base: NonNull<types::BufRingEntry>,
+    layout: Layout,
+    entries: u16,
+    /// Our tail, published with [`BufRing::publish`].
+    tail: u16,
+    /// Registered with a ring and not yet unregistered: the kernel may read the memory.
+    registered: bool,
+}
+
+impl BufRing {
+    fn new(entries: u16) -> io::Result<Self> {
+        if !entries.is_power_of_two() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: sysconf takes no pointers.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .unwrap_or(4096)
+            .max(4096);
+        let size = (usize::from(entries) * std::mem::size_of::<types::BufRingEntry>()).max(page);
+        let layout = Layout::from_size_align(size, page)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let base = NonNull::new(p.cast::<types::BufRingEntry>())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(BufRing {
+            base,
+            layout,
+            entries,
+            tail: 0,
+            registered: false,
+        })
+    }
+
+    fn register(&mut self, ring: &IoUring) -> io::Result<()> {
+        // SAFETY: the memory holds `entries` slots, is page aligned, and is not freed while
+        // registered (Drop leaks it then).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                self.base.as_ptr() as u64,
+                self.entries,
+                BGID,
+                0,
+            )?;
+        }
+        self.registered = true;
+        Ok(())
+    }
+
+    fn unregister(&mut self, ring: &IoUring) -> io::Result<()> {
+        if self.registered {
+            ring.submitter().unregister_buf_ring(BGID)?;
+            self.registered = false;
+        }
+        Ok(())
+    }
+
+    /// Writes `buf` as buffer `bid` into the next slot (visible to the kernel after
+    /// [`BufRing::publish`]). The caller keeps at most `entries` buffers in the ring.
+    fn push(&mut self, bid: u16, buf: &mut [u8]) {
+        let idx = usize::from(self.tail & (self.entries - 1));
+        // SAFETY: idx < entries, all inside the allocation; the kernel only reads slots
+        // between head and the published tail, and this one is past the published tail.
+        let e = unsafe { &mut *self.base.as_ptr().add(idx) };
+        e.set_addr(buf.as_mut_ptr() as u64);
+        e.set_len(u32::try_from(buf.len()).unwrap_or(u32::MAX));
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every pushed slot visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail field is slot 0's reserved u16, inside the allocation, aligned
+        // for u16 and only ever accessed atomically by us (the kernel reads it).
+        let tail = unsafe {
+            AtomicU16::from_ptr(types::BufRingEntry::tail(self.base.as_ptr()) as *mut u16)
+        };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        if !self.registered {
+            // SAFETY: allocated in `new` with this layout; the kernel no longer reads it.
+            unsafe { std::alloc::dealloc(self.base.as_ptr().cast(), self.layout) };
+        }
+    }
+}
+
+/// The multishot UDP receive: buffer ring, its buffers by id, and the msghdr template.
+struct Multishot {
+    ring: BufRing,
+    /// Buffer of each id: `Some` while published in the ring (kernel-owned) or returned
+    /// by the handler and waiting in `idle` to be published again.
+    bufs: Vec<Option<Buf>>,
+    /// Ids not in the kernel's ring (their buffer, if any, is ours).
+    idle: Vec<u16>,
+    /// Template: only `msg_namelen` (and a zero `msg_controllen`) matter.
+    hdr: Box<libc::msghdr>,
+    namelen: usize,
+    /// Bytes before the handler's slice: RECVMSG_OUT_LEN + namelen - HEADROOM.
+    front: usize,
+    posted: bool,
+}
+
+impl Multishot {
+    fn new(depth: usize, family: libc::c_int) -> io::Result<Self> {
+        let entries = u16::try_from(depth.next_power_of_two().clamp(1, 32768))
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let namelen = if family == libc::AF_INET6 {
+            std::mem::size_of::<libc::sockaddr_in6>()
+        } else {
+            std::mem::size_of::<libc::sockaddr_in>()
+        };
+        // SAFETY: all-zero msghdr is valid.
+        let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        hdr.msg_namelen = namelen as libc::socklen_t;
+        Ok(Multishot {
+            ring: BufRing::new(entries)?,
+            bufs: (0..entries).map(|_| None).collect(),
+            idle: (0..entries).rev().collect(),
+            hdr,
+            namelen,
+            front: (RECVMSG_OUT_LEN + namelen).saturating_sub(HEADROOM),
+            posted: false,
+        })
+    }
+}
+
 pub(crate) fn run<H: ShardHandler>(
     io: ShardIo,
     mut handler: H,
@@ -76,7 +347,16 @@ pub(crate) fn run<H: ShardHandler>(
     probe()?;
     set_nonblocking(io.udp.as_fd(), false)?;
     set_nonblocking(io.tun.as_fd(), true)?;
-    let mut d = Driver::new(&io, opts)?;
+    let multishot = opts.uring_multishot
+        && std::env::var("FWD_URING_MULTISHOT").as_deref() != Ok("0")
+        && match multishot_probe() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "io_uring multishot receive unavailable");
+                false
+            }
+        };
+    let mut d = Driver::new(&io, opts, multishot)?;
     let r = d.run(&mut handler, stop);
     d.shutdown();
     // `d` (buffers) drops before `io` (fds): nothing is in flight after shutdown.
@@ -118,6 +398,8 @@ struct Driver {
     wake_fd: RawFd,
     family: libc::c_int,
     udp: Vec<Box<RecvSlot>>,
+    /// The multishot receive; `udp` is empty when this is used.
+    ms: Option<Multishot>,
     tun: Vec<ReadSlot>,
     tx: Vec<Box<TxSlot>>,
     tx_free: Vec<usize>,
@@ -133,7 +415,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(io: &ShardIo, opts: &ShardOptions) -> io::Result<Self> {
+    fn new(io: &ShardIo, opts: &ShardOptions, multishot: bool) -> io::Result<Self> {
         // The CQ must hold every possible in-flight completion (each posted op, each output,
         // plus a cancel per op at shutdown) so it can never overflow.
         let max_inflight = 2 * (opts.udp_depth + opts.tun_depth + 2) + opts.tx_slots;
@@ -142,7 +424,16 @@ impl Driver {
             .max(2 * SQ_ENTRIES);
         let ring = IoUring::builder().setup_cqsize(cq).build(SQ_ENTRIES)?;
         let family = sys::socket_family(io.udp.as_fd())?;
-        let udp = (0..opts.udp_depth)
+        let mut ms = match multishot {
+            true => Some(Multishot::new(opts.udp_depth, family)?),
+            false => None,
+        };
+        if let Some(m) = ms.as_mut() {
+            m.ring.register(&ring)?;
+        }
+        let front = ms.as_ref().map_or(0, |m| m.front);
+        let udp_slots = if ms.is_some() { 0 } else { opts.udp_depth };
+        let udp = (0..udp_slots)
             .map(|_| {
                 Box::new(RecvSlot {
                     // SAFETY: msghdr and iovec are plain data; all-zero is valid.
@@ -187,6 +478,7 @@ impl Driver {
             wake_fd: io.waker.fd().as_raw_fd(),
             family,
             udp,
+            ms,
             tun,
             tx,
             tx_free: (0..opts.tx_slots).rev().collect(),
@@ -196,12 +488,13 @@ impl Driver {
             timeout_posted: false,
             inflight: 0,
             leak: false,
-            out: Outputs::new(opts.buf_len, opts.max_buffers),
+            // Multishot: room for the kernel's prefix so the handler still gets `buf_len`.
+            out: Outputs::new(opts.buf_len + front, opts.max_buffers),
         })
     }
 
     fn run<H: ShardHandler>(&mut self, handler: &mut H, stop: &AtomicBool) -> io::Result<()> {
-        let mut cqes: Vec<(u64, i32)> = Vec::new();
+        let mut cqes: Vec<(u64, i32, u32)> = Vec::new();
         self.repost()?;
         while !stop.load(Ordering::Acquire) {
             self.submit_and_wait()?;
@@ -209,11 +502,11 @@ impl Driver {
             cqes.extend(
                 self.ring
                     .completion()
-                    .map(|c: cqueue::Entry| (c.user_data(), c.result())),
+                    .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
             );
-            for &(ud, res) in &cqes {
-                self.inflight = self.inflight.saturating_sub(1);
-                self.complete(ud, res, Some(&mut *handler))?;
+            for &(ud, res, flags) in &cqes {
+                self.reaped(flags);
+                self.complete(ud, res, flags, Some(&mut *handler))?;
             }
             let start = self.out.ops.len();
             handler.on_tick(&mut self.out);
@@ -222,6 +515,13 @@ impl Driver {
             self.repost()?;
         }
         Ok(())
+    }
+
+    /// Books one reaped completion: a multishot request stays in flight while F_MORE is set.
+    fn reaped(&mut self, flags: u32) {
+        if !cqueue::more(flags) {
+            self.inflight = self.inflight.saturating_sub(1);
+        }
     }
 
     fn submit_and_wait(&mut self) -> io::Result<()> {
@@ -265,6 +565,8 @@ impl Driver {
         for i in 0..self.udp.len() {
             self.post_udp(i)?;
         }
+        self.refill_ring();
+        self.post_multishot()?;
         for i in 0..self.tun.len() {
             self.post_tun(i)?;
         }
@@ -334,6 +636,50 @@ impl Driver {
         self.push(&e)
     }
 
+    /// Publishes every idle buffer id in the provided-buffer ring, taking fresh pool
+    /// buffers for ids whose buffer left with an in-place output.
+    fn refill_ring(&mut self) {
+        let (Some(ms), out) = (self.ms.as_mut(), &mut self.out) else {
+            return;
+        };
+        let mut published = false;
+        while let Some(&bid) = ms.idle.last() {
+            let Some(slot) = ms.bufs.get_mut(usize::from(bid)) else {
+                ms.idle.pop();
+                continue;
+            };
+            if slot.is_none() {
+                // No buffer now: retried after the next batch frees some.
+                let Some(b) = out.alloc() else { break };
+                *slot = Some(b);
+            }
+            let Some(b) = slot.as_mut() else { break };
+            ms.ring.push(bid, b);
+            ms.idle.pop();
+            published = true;
+        }
+        if published {
+            ms.ring.publish();
+        }
+    }
+
+    /// Arms the multishot receive if it is not armed and the ring holds a buffer (armed on
+    /// an empty ring it would only end at once with ENOBUFS).
+    fn post_multishot(&mut self) -> io::Result<()> {
+        let Some(ms) = self.ms.as_mut() else {
+            return Ok(());
+        };
+        if ms.posted || ms.idle.len() >= ms.bufs.len() {
+            return Ok(());
+        }
+        let e = opcode::RecvMsgMulti::new(types::Fd(self.udp_fd), &*ms.hdr, BGID)
+            .build()
+            .user_data(ud(TAG_UDP_MULTI, 0));
+        ms.posted = true;
+        self.out.stats.udp_multishot_arms += 1;
+        self.push(&e)
+    }
+
     fn post_tun(&mut self, i: usize) -> io::Result<()> {
         let Some(slot) = self.tun.get(i) else {
             return Ok(());
@@ -368,12 +714,14 @@ impl Driver {
         &mut self,
         user_data: u64,
         res: i32,
+        flags: u32,
         handler: Option<&mut H>,
     ) -> io::Result<()> {
         let tag = user_data >> 32;
         let idx = (user_data & 0xffff_ffff) as usize;
         match tag {
             TAG_UDP_RECV => self.complete_udp(idx, res, handler),
+            TAG_UDP_MULTI => self.complete_multishot(res, flags, handler),
             TAG_TUN_READ => self.complete_tun(idx, res, handler),
             TAG_WAKE => {
                 self.wake_posted = false;
@@ -442,6 +790,73 @@ impl Driver {
         let back = self.out.resolve_current(start, b);
         if let Some(slot) = self.udp.get_mut(i) {
             slot.buf = back;
+        }
+        Ok(())
+    }
+
+    fn complete_multishot<H: ShardHandler>(
+        &mut self,
+        res: i32,
+        flags: u32,
+        handler: Option<&mut H>,
+    ) -> io::Result<()> {
+        let Some(ms) = self.ms.as_mut() else {
+            return Ok(());
+        };
+        if !cqueue::more(flags) {
+            // Ended (cancelled, out of buffers, error): re-armed by `repost`.
+            ms.posted = false;
+        }
+        let taken = cqueue::buffer_select(flags)
+            .and_then(|bid| Some((bid, ms.bufs.get_mut(usize::from(bid))?.take()?)));
+        let Some((bid, mut b)) = taken else {
+            if res < 0 {
+                let e = io::Error::from_raw_os_error(-res);
+                if res == -libc::ECANCELED || res == -libc::ENOBUFS || handler.is_none() {
+                    return Ok(());
+                }
+                if is_fatal(&e) {
+                    return Err(e);
+                }
+                tracing::trace!(error = %e, "udp multishot receive error");
+            }
+            return Ok(());
+        };
+        let (namelen, front) = (ms.namelen, ms.front);
+        // Buffer id `bid` is out of the kernel's ring; it goes back through `idle`.
+        ms.idle.push(bid);
+        let parsed = match (res >= 0, handler.is_some()) {
+            (true, true) => parse_recvmsg_out(&b, namelen),
+            _ => None,
+        };
+        let (Some(handler), Some((from, len, truncated))) = (handler, parsed) else {
+            if let Some(slot) = ms.bufs.get_mut(usize::from(bid)) {
+                *slot = Some(b);
+            }
+            return Ok(());
+        };
+        let fits = front + HEADROOM + len <= b.len();
+        let (Some(from), false, true) = (from, truncated, fits) else {
+            self.out.stats.rx_truncated += 1;
+            if let Some(slot) = ms.bufs.get_mut(usize::from(bid)) {
+                *slot = Some(b);
+            }
+            return Ok(());
+        };
+        self.out.stats.udp_rx += 1;
+        let start = self.out.ops.len();
+        if let Some(view) = b.get_mut(front..) {
+            handler.on_udp(from, view, len, &mut self.out);
+        }
+        self.out.shift_current(start, front);
+        let back = self.out.resolve_current(start, b);
+        // `None`: an output took the buffer; `refill_ring` gives the id a fresh one.
+        if let Some(slot) = self
+            .ms
+            .as_mut()
+            .and_then(|m| m.bufs.get_mut(usize::from(bid)))
+        {
+            *slot = back;
         }
         Ok(())
     }
@@ -558,6 +973,9 @@ impl Driver {
 
     fn try_shutdown(&mut self) -> io::Result<()> {
         let mut cancels = Vec::new();
+        if self.ms.as_ref().is_some_and(|m| m.posted) {
+            cancels.push(opcode::AsyncCancel::new(ud(TAG_UDP_MULTI, 0)).build());
+        }
         for (i, s) in self.udp.iter().enumerate() {
             if s.posted {
                 cancels.push(opcode::AsyncCancel::new(ud(TAG_UDP_RECV, i)).build());
@@ -579,15 +997,19 @@ impl Driver {
         }
         while self.inflight > 0 {
             self.submit_and_wait()?;
-            let done: Vec<(u64, i32)> = self
+            let done: Vec<(u64, i32, u32)> = self
                 .ring
                 .completion()
-                .map(|c| (c.user_data(), c.result()))
+                .map(|c| (c.user_data(), c.result(), c.flags()))
                 .collect();
-            for (u, r) in done {
-                self.inflight = self.inflight.saturating_sub(1);
-                self.complete::<NoHandler>(u, r, None)?;
+            for (u, r, f) in done {
+                self.reaped(f);
+                self.complete::<NoHandler>(u, r, f, None)?;
             }
+        }
+        // Nothing in flight: the kernel reads the buffer ring no more once unregistered.
+        if let Some(ms) = self.ms.as_mut() {
+            ms.ring.unregister(&self.ring)?;
         }
         Ok(())
     }
@@ -601,6 +1023,7 @@ impl Drop for Driver {
         }
         if self.leak {
             std::mem::forget(std::mem::take(&mut self.udp));
+            std::mem::forget(self.ms.take());
             std::mem::forget(std::mem::take(&mut self.tun));
             std::mem::forget(std::mem::take(&mut self.tx));
             std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
@@ -621,6 +1044,89 @@ impl ShardHandler for NoHandler {
     fn on_tick(&mut self, _: &mut Outputs) {}
 }
 
+/// Parses what a multishot RecvMsg wrote at the start of `buf` (with a `namelen`-byte name
+/// field and no control data): (source, payload length, truncated). The payload starts at
+/// `RECVMSG_OUT_LEN + namelen`. `None` if the prefix itself does not fit.
+fn parse_recvmsg_out(
+    buf: &[u8],
+    namelen: usize,
+) -> Option<(Option<std::net::SocketAddr>, usize, bool)> {
+    let word = |i: usize| -> Option<u32> {
+        let b = buf.get(i * 4..i * 4 + 4)?;
+        Some(u32::from_ne_bytes(b.try_into().ok()?))
+    };
+    let (name_got, _control, payload, flags) = (word(0)?, word(1)?, word(2)?, word(3)?);
+    let name_got = usize::try_from(name_got).ok()?;
+    let name = buf.get(RECVMSG_OUT_LEN..RECVMSG_OUT_LEN + namelen.min(name_got))?;
+    let mut st = sys::zeroed_storage();
+    let room = std::mem::size_of::<libc::sockaddr_storage>();
+    if name.len() > room {
+        return None;
+    }
+    // SAFETY: copies at most sizeof(sockaddr_storage) bytes into a live, exclusively
+    // borrowed sockaddr_storage; any byte pattern is a valid sockaddr_storage.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            (&mut st as *mut libc::sockaddr_storage).cast::<u8>(),
+            name.len(),
+        );
+    }
+    let from = sys::from_sockaddr(&st, name.len() as libc::socklen_t);
+    let truncated = flags & (libc::MSG_TRUNC as u32) != 0 || name_got > namelen;
+    Some((from, usize::try_from(payload).ok()?, truncated))
+}
+
 fn ud(tag: u64, idx: usize) -> u64 {
     (tag << 32) | (idx as u64 & 0xffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// io_uring_recvmsg_out + a 16-byte sockaddr_in name field + payload, as the kernel
+    /// lays it out in a provided buffer.
+    fn fixture(namelen_got: u32, payload: u32, flags: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        for w in [namelen_got, 0, payload, flags] {
+            b.extend_from_slice(&w.to_ne_bytes());
+        }
+        let mut name = [0u8; 16];
+        name[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        name[2..4].copy_from_slice(&1194u16.to_be_bytes());
+        name[4..8].copy_from_slice(&[192, 0, 2, 7]);
+        b.extend_from_slice(&name);
+        b.extend_from_slice(b"payload");
+        b
+    }
+
+    #[test]
+    fn parses_recvmsg_out() {
+        let b = fixture(16, 7, 0);
+        let (from, len, trunc) = parse_recvmsg_out(&b, 16).unwrap();
+        assert_eq!(from, Some("192.0.2.7:1194".parse().unwrap()));
+        assert_eq!((len, trunc), (7, false));
+        assert_eq!(&b[RECVMSG_OUT_LEN + 16..][..len], b"payload");
+    }
+
+    #[test]
+    fn recvmsg_out_truncation_and_garbage() {
+        let (_, len, trunc) =
+            parse_recvmsg_out(&fixture(16, 9000, libc::MSG_TRUNC as u32), 16).unwrap();
+        assert_eq!((len, trunc), (9000, true));
+        // A name longer than the field was cut: flagged, never trusted.
+        let (_, _, trunc) = parse_recvmsg_out(&fixture(28, 7, 0), 16).unwrap();
+        assert!(trunc);
+        // Too short for the prefix.
+        assert!(parse_recvmsg_out(&[0u8; 10], 16).is_none());
+        assert!(parse_recvmsg_out(&fixture(16, 7, 0)[..20], 16).is_none());
+    }
+
+    #[test]
+    fn buf_ring_rejects_non_power_of_two() {
+        assert!(BufRing::new(3).is_err());
+        let r = BufRing::new(64).unwrap();
+        assert_eq!(r.base.as_ptr() as usize % 4096, 0, "page aligned");
+    }
 }
