@@ -6,6 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
+use crate::proto::data::Cipher;
+
 /// `pull-filter accept|ignore|reject "text"`: the first filter whose text is a prefix of the
 /// pushed option decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +62,29 @@ pub struct Pushed {
 pub enum PushError {
     #[error("pushed option rejected by pull-filter: {0}")]
     Rejected(String),
+}
+
+/// The data cipher to use after a PUSH_REPLY: the pushed `cipher` if we allow it (in our
+/// `data-ciphers` or equal to `data-ciphers-fallback`), else the fallback (OpenVPN 2.6 §12.2).
+pub fn choose_cipher(
+    allowed: &[Cipher],
+    fallback: Option<Cipher>,
+    pushed: &Pushed,
+) -> Result<Cipher, String> {
+    match &pushed.cipher {
+        Some(name) => {
+            let c =
+                Cipher::from_name(name).ok_or(format!("server pushed unknown cipher {name}"))?;
+            if allowed.contains(&c) || fallback == Some(c) {
+                Ok(c)
+            } else {
+                Err(format!("negotiated cipher not allowed: {name}"))
+            }
+        }
+        None => {
+            fallback.ok_or("server pushed no cipher and no data-ciphers-fallback is set".into())
+        }
+    }
 }
 
 /// Apply `pull-filter` and `route-nopull` to the pushed option lines.
@@ -365,5 +390,33 @@ mod tests {
             filter(&opts, &r, false),
             Err(PushError::Rejected(_))
         ));
+    }
+
+    #[test]
+    fn choose_cipher_follows_data_ciphers_and_fallback() {
+        let allowed = [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305];
+        let with = |c: Option<&str>| Pushed {
+            cipher: c.map(String::from),
+            ..Pushed::default()
+        };
+        assert_eq!(
+            choose_cipher(&allowed, None, &with(Some("AES-256-GCM"))),
+            Ok(Cipher::Aes256Gcm)
+        );
+        assert!(choose_cipher(&allowed, None, &with(Some("AES-128-GCM"))).is_err());
+        assert_eq!(
+            choose_cipher(
+                &allowed,
+                Some(Cipher::Aes128Gcm),
+                &with(Some("AES-128-GCM"))
+            ),
+            Ok(Cipher::Aes128Gcm)
+        );
+        assert!(choose_cipher(&allowed, None, &with(Some("BF-CBC"))).is_err());
+        assert!(choose_cipher(&allowed, None, &with(None)).is_err());
+        assert_eq!(
+            choose_cipher(&allowed, Some(Cipher::Aes256Gcm), &with(None)),
+            Ok(Cipher::Aes256Gcm)
+        );
     }
 }

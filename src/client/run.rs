@@ -286,7 +286,9 @@ fn connect_once(
                     for (opt, why) in &p.ignored {
                         tracing::debug!("pushed option ignored: {opt}: {why}");
                     }
-                    let cipher = choose_cipher(plan, &p)?;
+                    let cipher =
+                        pushed::choose_cipher(&plan.data_ciphers, plan.data_ciphers_fallback, &p)
+                            .map_err(|e| anyhow!(e))?;
                     session.set_data_params(now, DataParams { cipher, ekm: p.ekm });
                     pushed = Some(p);
                 }
@@ -346,23 +348,6 @@ fn connect_once(
     });
     undo(nl, ifindex, &applied);
     result
-}
-
-pub fn choose_cipher(plan: &ClientPlan, p: &Pushed) -> Result<Cipher> {
-    match &p.cipher {
-        Some(name) => {
-            let c = Cipher::from_name(name)
-                .ok_or_else(|| anyhow!("server pushed unknown cipher {name}"))?;
-            if plan.data_ciphers.contains(&c) || plan.data_ciphers_fallback == Some(c) {
-                Ok(c)
-            } else {
-                bail!("negotiated cipher not allowed: {name}")
-            }
-        }
-        None => plan
-            .data_ciphers_fallback
-            .ok_or_else(|| anyhow!("server pushed no cipher and no data-ciphers-fallback is set")),
-    }
 }
 
 fn install_key(

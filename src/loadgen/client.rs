@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 
 use crate::client::pushed::{self, IfconfigV4, PullFilter, Pushed};
 use crate::client::run::ClientPlan;
@@ -374,7 +374,8 @@ impl SimClient {
             Event::PushReply(opts) => {
                 let filtered = pushed::filter(&opts, &p.pull_filters, p.route_nopull)?;
                 let pu = pushed::parse(&filtered);
-                let cipher = choose_cipher(p, &pu)?;
+                let cipher = pushed::choose_cipher(&p.data_ciphers, p.data_ciphers_fallback, &pu)
+                    .map_err(|e| anyhow!(e))?;
                 if let Some(s) = self.session.as_mut() {
                     s.set_data_params(
                         now,
@@ -514,25 +515,6 @@ impl SimClient {
                 false
             }
         }
-    }
-}
-
-/// Pick the data cipher as the client process does: the pushed `cipher` if we allow it, else
-/// the fallback.
-fn choose_cipher(p: &Profile, pu: &Pushed) -> Result<Cipher> {
-    match &pu.cipher {
-        Some(name) => {
-            let c = Cipher::from_name(name)
-                .ok_or_else(|| anyhow!("server pushed unknown cipher {name}"))?;
-            if p.data_ciphers.contains(&c) || p.data_ciphers_fallback == Some(c) {
-                Ok(c)
-            } else {
-                bail!("negotiated cipher not allowed: {name}")
-            }
-        }
-        None => p
-            .data_ciphers_fallback
-            .ok_or_else(|| anyhow!("server pushed no cipher and no data-ciphers-fallback is set")),
     }
 }
 

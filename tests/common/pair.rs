@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fwd::client::pushed::{self, Pushed};
-use fwd::client::run::{choose_cipher, ClientPlan};
+use fwd::client::run::ClientPlan;
 use fwd::dataplane::forward::key_slot;
 use fwd::dataplane::peers::{Peer, PeerTable};
 use fwd::pki::{render_static_key_v1, Pki};
@@ -492,7 +492,12 @@ impl Pair {
                 let filtered = pushed::filter(&opts, &self.client_plan.pull_filters, false)
                     .expect("pull-filter");
                 let p = pushed::parse(&filtered);
-                let cipher = choose_cipher(&self.client_plan, &p).ok();
+                let cipher = pushed::choose_cipher(
+                    &self.client_plan.data_ciphers,
+                    self.client_plan.data_ciphers_fallback,
+                    &p,
+                )
+                .ok();
                 self.client_seen.push(Seen::PushReply(opts));
                 match cipher {
                     Some(cipher) => self
