@@ -19,7 +19,6 @@
 
 use std::fs::{self, File};
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -221,26 +220,13 @@ impl Lab {
         };
         let out = File::create(log).map_err(|e| fail("create", e))?;
         let err = out.try_clone().map_err(|e| fail("dup", e))?;
-        let mut cmd = Command::new(&self.ip);
-        cmd.args(["netns", "exec", &ns.name])
-            .args(argv)
-            .current_dir(cwd)
+        let mut cmd = crate::os::netns::exec_in(&self.ip, &ns.name, argv);
+        cmd.current_dir(cwd)
             // Plain logs (no ANSI colours) so the demo can quote them.
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        // SAFETY: prctl(2) is async-signal-safe and touches no parent memory. The death
-        // signal kills the child if the demo is killed outright (its Drop never runs); it
-        // survives `ip netns exec`'s exec (cleared only for set-uid programs).
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let child = cmd
             .spawn()
             .map_err(|e| DemoError::Failed(format!("starting {argv:?} in {}: {e}", ns.name)))?;

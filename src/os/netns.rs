@@ -12,6 +12,26 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// `ip netns exec NS ARGV…` as a [`Command`] whose process the kernel kills (SIGKILL) when
+/// the spawning thread exits — so a test or demo killed outright (Drop never runs) leaves no
+/// server or client behind. The death signal survives `ip netns exec`'s exec (it is cleared
+/// only for set-uid programs). Callers set stdio and spawn.
+pub fn exec_in(ip: &std::path::Path, ns: &str, argv: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(ip);
+    cmd.args(["netns", "exec", ns]).args(argv);
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Distinguishes namespaces created by one process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

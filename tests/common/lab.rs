@@ -23,7 +23,6 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -350,24 +349,8 @@ impl Lab {
         let err = out
             .try_clone()
             .unwrap_or_else(|e| panic!("dup {}: {e}", log.display()));
-        let mut cmd = Command::new(&self.ip);
-        cmd.args(["netns", "exec", &host.ns])
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent. If the
-        // test process is killed outright (CI timeout, SIGKILL), Drop never runs; the death
-        // signal makes the kernel kill our children anyway. It survives `ip netns exec`'s
-        // execvp (cleared only for set-uid programs).
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut cmd = fwd::os::netns::exec_in(&self.ip, &host.ns, &argv);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {argv:?} in {}: {e}", host.ns));
