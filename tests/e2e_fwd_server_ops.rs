@@ -558,3 +558,46 @@ fn ipv6_only_three_clients() {
     }
     net.assert_pings(&paths);
 }
+
+/// A ccd `ping-restart` applies to that client only: with the server's own keepalive at
+/// 10/60 (ping-restart 120 s), a silent client whose ccd says `ping-restart 3` is dropped
+/// within seconds, while another silent client without it stays.
+#[test]
+fn ccd_ping_restart_overrides_the_server_default() {
+    let _g = serial();
+    let Some(mut net) = Net::new("fwd-ccdping", Underlay::V4, &["client1", "client2"]) else {
+        return;
+    };
+    let ccd = net.dir.join("ccd-ping");
+    std::fs::create_dir_all(&ccd).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ccd.join("client1"), "ping-restart 3\n").unwrap_or_else(|e| panic!("{e}"));
+    let conf = edit(
+        &net.base_server_conf(),
+        &["keepalive"],
+        &format!(
+            "keepalive 10 60\nclient-config-dir {}\n{}",
+            ccd.display(),
+            Net::mgmt_conf()
+        ),
+    );
+    net.start_server(&conf);
+    net.connect(0, &net.client_conf(0));
+    net.connect(1, &net.client_conf(1));
+    let mut m = net.mgmt();
+    assert_eq!(m.nclients(), 2);
+
+    net.sigkill(0);
+    net.sigkill(1);
+    wait_until(
+        Duration::from_secs(20),
+        "fwd to drop client1 by its ccd ping-restart",
+        || (m.nclients() == 1).then_some(()),
+    );
+    let rows = m.client_list();
+    assert!(
+        rows.len() == 1 && field(&rows[0], 1) == "client2",
+        "client2 (server ping-restart 120 s) must still be listed: {rows:?}"
+    );
+    let slog = std::fs::read_to_string(net.server_log()).unwrap_or_default();
+    assert!(slog.contains("ping-restart"), "not dropped by ping-restart");
+}
