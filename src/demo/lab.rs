@@ -21,6 +21,8 @@ use std::fs::{self, File};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+pub use crate::os::netns::{parse_ip_o_addr, IfAddr};
 use std::time::{Duration, Instant};
 
 use super::DemoError;
@@ -68,21 +70,6 @@ struct Proc {
     child: Child,
     log: PathBuf,
     stopped: bool,
-}
-
-/// An interface address as printed by `ip -o addr`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IfAddr {
-    pub ifname: String,
-    pub addr: IpAddr,
-    pub prefix_len: u8,
-    pub scope: String,
-}
-
-impl std::fmt::Display for IfAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
 }
 
 /// Namespaces, links and processes that go away on [`Lab::teardown`] or drop.
@@ -480,39 +467,6 @@ fn sweep_stale(ip: &Path) {
     }
 }
 
-/// Parses `ip -o addr` lines: `5: tun0    inet 10.8.0.2/24 scope global tun0\ ...`.
-pub fn parse_ip_o_addr(text: &str) -> Vec<IfAddr> {
-    let mut v = Vec::new();
-    for line in text.lines() {
-        let toks: Vec<&str> = line.split_whitespace().collect();
-        let Some(ifname) = toks.get(1) else {
-            continue;
-        };
-        let Some(i) = toks.iter().position(|t| *t == "inet" || *t == "inet6") else {
-            continue;
-        };
-        let Some((addr, plen)) = toks.get(i + 1).and_then(|t| t.split_once('/')) else {
-            continue;
-        };
-        let (Ok(addr), Ok(prefix_len)) = (addr.parse::<IpAddr>(), plen.parse::<u8>()) else {
-            continue;
-        };
-        let scope = toks
-            .iter()
-            .position(|t| *t == "scope")
-            .and_then(|j| toks.get(j + 1))
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        v.push(IfAddr {
-            ifname: ifname.trim_end_matches(':').to_string(),
-            addr,
-            prefix_len,
-            scope,
-        });
-    }
-    v
-}
-
 /// The last `n` lines of a file (for error reports).
 pub fn log_tail(path: &Path, n: usize) -> String {
     let text = fs::read(path)
@@ -528,22 +482,6 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_ip_o_addr() {
-        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
-                    5: tun0    inet 10.8.0.2/24 scope global tun0\\       valid_lft forever\n\
-                    5: tun0    inet6 fd00:8::1000/64 scope global \\       valid_lft forever\n\
-                    5: tun0    inet6 fe80::1/64 scope link stable-privacy\n\
-                    garbage line\n";
-        let v = parse_ip_o_addr(text);
-        assert_eq!(v.len(), 4);
-        assert_eq!(v[1].ifname, "tun0");
-        assert_eq!(v[1].to_string(), "10.8.0.2/24");
-        assert_eq!(v[1].scope, "global");
-        assert_eq!(v[2].addr, "fd00:8::1000".parse::<IpAddr>().unwrap());
-        assert_eq!(v[3].scope, "link");
-    }
 
     #[test]
     fn proc_net_udp_port_match() {

@@ -32,6 +32,57 @@ pub fn exec_in(ip: &std::path::Path, ns: &str, argv: &[impl AsRef<std::ffi::OsSt
     cmd
 }
 
+/// An interface address as printed by `ip -o addr`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfAddr {
+    /// Interface name (`tun0`).
+    pub ifname: String,
+    pub addr: std::net::IpAddr,
+    pub prefix_len: u8,
+    /// `global`, `link`, `host`…
+    pub scope: String,
+}
+
+impl std::fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Parses `ip -o addr` lines: `5: tun0    inet 10.8.0.2/24 scope global tun0\ ...`.
+pub fn parse_ip_o_addr(text: &str) -> Vec<IfAddr> {
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let toks: Vec<&str> = line.split_whitespace().collect();
+        let Some(ifname) = toks.get(1) else {
+            continue;
+        };
+        let Some(i) = toks.iter().position(|t| *t == "inet" || *t == "inet6") else {
+            continue;
+        };
+        let Some((addr, plen)) = toks.get(i + 1).and_then(|t| t.split_once('/')) else {
+            continue;
+        };
+        let (Ok(addr), Ok(prefix_len)) = (addr.parse::<std::net::IpAddr>(), plen.parse::<u8>())
+        else {
+            continue;
+        };
+        let scope = toks
+            .iter()
+            .position(|t| *t == "scope")
+            .and_then(|j| toks.get(j + 1))
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        v.push(IfAddr {
+            ifname: ifname.trim_end_matches(':').to_string(),
+            addr,
+            prefix_len,
+            scope,
+        });
+    }
+    v
+}
+
 /// Distinguishes namespaces created by one process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -117,4 +168,28 @@ fn run_ip(args: &[&str]) -> io::Result<String> {
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ip_o_addr() {
+        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
+                    5: tun0    inet 10.8.0.2/24 scope global tun0\\       valid_lft forever\n\
+                    5: tun0    inet6 fd00:8::1000/64 scope global \\       valid_lft forever\n\
+                    5: tun0    inet6 fe80::1/64 scope link stable-privacy\n\
+                    garbage line\n";
+        let v = parse_ip_o_addr(text);
+        assert_eq!(v.len(), 4);
+        assert_eq!(v[1].ifname, "tun0");
+        assert_eq!(v[1].to_string(), "10.8.0.2/24");
+        assert_eq!(v[1].scope, "global");
+        assert_eq!(
+            v[2].addr,
+            "fd00:8::1000".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(v[3].scope, "link");
+    }
 }

@@ -20,11 +20,12 @@
 //! Commands run through `ip netns exec`, which execs the command itself: the PID we hold is
 //! the program's PID, not a wrapper's.
 
-use std::fmt;
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+pub use fwd::os::netns::{parse_ip_o_addr, IfAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -133,21 +134,6 @@ impl Link {
 /// Handle to a process started with [`Lab::spawn`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChildId(usize);
-
-/// An interface address as reported by `ip -o addr`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IfAddr {
-    pub addr: IpAddr,
-    pub prefix_len: u8,
-    /// `global`, `link`, `host`…
-    pub scope: String,
-}
-
-impl fmt::Display for IfAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
 
 struct Spawned {
     child: Child,
@@ -683,35 +669,6 @@ fn read_lossy(path: &Path) -> String {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Parses `ip -o addr` output: `5: tun0    inet 10.8.0.2/24 scope global tun0\ ...`.
-pub fn parse_ip_o_addr(text: &str) -> Vec<IfAddr> {
-    let mut v = Vec::new();
-    for line in text.lines() {
-        let toks: Vec<&str> = line.split_whitespace().collect();
-        let Some(i) = toks.iter().position(|t| *t == "inet" || *t == "inet6") else {
-            continue;
-        };
-        let Some((addr, plen)) = toks.get(i + 1).and_then(|t| t.split_once('/')) else {
-            continue;
-        };
-        let (Ok(addr), Ok(prefix_len)) = (addr.parse::<IpAddr>(), plen.parse::<u8>()) else {
-            continue;
-        };
-        let scope = toks
-            .iter()
-            .position(|t| *t == "scope")
-            .and_then(|j| toks.get(j + 1))
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        v.push(IfAddr {
-            addr,
-            prefix_len,
-            scope,
-        });
-    }
-    v
 }
 
 #[cfg(test)]
