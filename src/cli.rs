@@ -237,7 +237,7 @@ fn run_config(loaded: &Loaded, err: &mut dyn Write) -> i32 {
     for w in &loaded.warnings {
         let _ = writeln!(err, "warning: {w}");
     }
-    let stop = crate::server::run::stop_on_signals();
+    let stop = crate::os::signals::install();
     let result = match loaded.config.role {
         config::Role::Server => crate::plan::server_plan(&loaded.config)
             .and_then(|plan| crate::server::run::run(plan, stop)),

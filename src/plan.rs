@@ -337,7 +337,6 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
                 verb: cfg.verb,
             }),
         exit_notify: cfg.explicit_exit_notify > 0,
-        on_ready: None,
         user: cfg.user.clone(),
         group: cfg.group.clone(),
     })

@@ -316,7 +316,9 @@ fn connect_once(
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             // Nothing listens there (ICMP port unreachable): OpenVPN would wait out the
             // handshake window; moving on to the next remote at once is kinder.

@@ -309,7 +309,7 @@ impl Lab {
             if let Some(st) = child.try_wait().map_err(fail)? {
                 break Some(st);
             }
-            if start.elapsed() >= limit || super::signal::interrupted() {
+            if start.elapsed() >= limit || crate::os::signals::interrupted() {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;

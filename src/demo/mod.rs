@@ -16,7 +16,6 @@
 
 mod files;
 mod lab;
-mod signal;
 mod throughput;
 
 use std::fmt;
@@ -158,7 +157,7 @@ fn cannot_run() -> Option<String> {
 
 /// Entry point of `fwd demo`; returns the exit code.
 pub fn main(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    signal::install();
+    crate::os::signals::install();
     if let Some(reason) = cannot_run() {
         let _ = writeln!(err, "fwd demo: cannot run: {reason}");
         return 2;
@@ -187,7 +186,7 @@ pub fn main(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let mut result = run(&mut con, &work, &mut lab, &mut checks);
     // Ctrl-C in a terminal signals the whole process group: a child may die of it and be
     // noticed as a failure a moment before the flag is. It was still an interruption.
-    if matches!(result, Err(DemoError::Failed(_))) && signal::interrupted() {
+    if matches!(result, Err(DemoError::Failed(_))) && crate::os::signals::interrupted() {
         result = Err(DemoError::Interrupted);
     }
     if let Err(e) = &result {
@@ -258,7 +257,7 @@ fn indent(text: &str) -> String {
 }
 
 fn interrupted() -> Result<(), DemoError> {
-    if signal::interrupted() {
+    if crate::os::signals::interrupted() {
         Err(DemoError::Interrupted)
     } else {
         Ok(())

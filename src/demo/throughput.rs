@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::lab::{Lab, Ns};
-use super::{signal, DemoError};
+use super::DemoError;
 
 /// Port used for the measurement (inside the lab only).
 const PORT: u16 = 5201;
@@ -86,7 +86,7 @@ pub fn iperf3(
     // The server needs a moment to listen: retry a refused connection briefly.
     let start = Instant::now();
     let out = loop {
-        if signal::interrupted() {
+        if crate::os::signals::interrupted() {
             return Err(DemoError::Interrupted);
         }
         // Hard limit: a dead tunnel must not leave iperf3 retrying SYNs for minutes.
@@ -125,7 +125,7 @@ pub fn iperf3(
 
 /// `Interrupted` if the demo was interrupted, otherwise the failure `msg` describes.
 fn interrupted_or(msg: impl FnOnce() -> String) -> Result<(), DemoError> {
-    if signal::interrupted() {
+    if crate::os::signals::interrupted() {
         Err(DemoError::Interrupted)
     } else {
         Err(DemoError::Failed(msg()))
@@ -213,7 +213,7 @@ pub fn tcp_transfer(server: &Ns, client: &Ns, dst: IpAddr) -> Result<Rate, DemoE
             .map_err(|e| e.to_string())?;
         let buf = vec![0u8; 64 * 1024];
         let t0 = Instant::now();
-        while t0.elapsed() < duration && !signal::interrupted() {
+        while t0.elapsed() < duration && !crate::os::signals::interrupted() {
             s.write_all(&buf).map_err(|e| format!("write: {e}"))?;
         }
         s.shutdown(std::net::Shutdown::Write)
@@ -225,7 +225,7 @@ pub fn tcp_transfer(server: &Ns, client: &Ns, dst: IpAddr) -> Result<Rate, DemoE
     let received = receiver
         .join()
         .map_err(|_| fail("receiver thread panicked".into()))?;
-    if signal::interrupted() {
+    if crate::os::signals::interrupted() {
         return Err(DemoError::Interrupted);
     }
     sent.map_err(fail)?;

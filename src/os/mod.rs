@@ -8,6 +8,7 @@
 pub mod netlink;
 pub mod netns;
 pub mod privs;
+pub mod signals;
 pub mod tun;
 pub mod udp;
 

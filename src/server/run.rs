@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, never, select, Receiver};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use rand::RngCore;
 
 use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
@@ -59,9 +59,6 @@ pub struct MgmtPlan {
     pub verb: u32,
 }
 
-/// Called with the tun name and the bound UDP address once the server is up.
-pub type ReadyHook = Box<dyn FnOnce(&str, SocketAddr) + Send>;
-
 /// Everything the server process needs, derived from the configuration.
 pub struct ServerPlan {
     pub settings: ServerSettings,
@@ -91,7 +88,7 @@ pub struct ServerPlan {
     pub management: Option<MgmtPlan>,
     pub exit_notify: bool,
     /// Called with the tun name once the device is up (tests, demo).
-    pub on_ready: Option<ReadyHook>,
+
     /// `user` / `group`: switch to them once the tun, sockets and routes exist.
     pub user: Option<String>,
     pub group: Option<String>,
@@ -105,7 +102,7 @@ fn unix_now() -> u64 {
 }
 
 /// Run the server until `stop` is set.
-pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
+pub fn run(plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let threads = plan.threads.max(1);
     let tun = Tun::create(&plan.dev, threads)
         .with_context(|| format!("creating tun device {}", plan.dev))?;
@@ -180,9 +177,6 @@ pub fn run(mut plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     if plan.user.is_some() || plan.group.is_some() {
         crate::os::privs::drop_to(plan.user.as_deref(), plan.group.as_deref())
             .context("dropping privileges (user/group)")?;
-    }
-    if let Some(f) = plan.on_ready.take() {
-        f(&dev, local);
     }
     // The same words as openvpn, so scripts and tests that wait for readiness work for both.
     tracing::info!("Initialization Sequence Completed");
@@ -658,38 +652,4 @@ impl ServerState for Control {
             ])
             .collect()
     }
-}
-
-/// Install SIGINT/SIGTERM handlers that set the returned flag.
-pub fn stop_on_signals() -> Arc<AtomicBool> {
-    static STOP: AtomicBool = AtomicBool::new(false);
-    extern "C" fn on_signal(_: libc::c_int) {
-        STOP.store(true, Ordering::Relaxed);
-    }
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    std::thread::spawn(move || loop {
-        if STOP.load(Ordering::Relaxed) {
-            f.store(true, Ordering::Relaxed);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    });
-    flag
-}
-
-/// Host routes for a net: helper for plans built from `route`/`route-ipv6` lines.
-pub fn net_v4(addr: Ipv4Addr, mask: Ipv4Addr) -> Option<IpNet> {
-    Ipv4Net::with_netmask(addr, mask)
-        .ok()
-        .map(|n| IpNet::V4(n.trunc()))
-}
-
-pub fn net_v6(net: Ipv6Net) -> IpNet {
-    IpNet::V6(net.trunc())
 }
