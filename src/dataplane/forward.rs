@@ -144,6 +144,8 @@ pub struct Forwarder {
     /// `clock.ms()` as of the last [`ShardHandler::on_tick`] (after every batch, at least once
     /// per tick): one clock read per batch instead of one or two per packet.
     now_ms: u64,
+    /// Reused for the per-peer copies of a multicast packet.
+    scratch: Vec<u8>,
 }
 
 struct Inner {
@@ -200,6 +202,7 @@ impl Forwarder {
             drops,
             clock,
             now_ms: clock.ms(Instant::now()),
+            scratch: Vec::new(),
         }
     }
 
@@ -341,12 +344,8 @@ impl Forwarder {
         }
         if client_to_client {
             if is_multicast(inner.dst) {
-                let Some(data) = buf.get(start..start + plain_len) else {
-                    return;
-                };
-                let data = data.to_vec();
-                for other in self.peers.iter().filter(|p| p.id != peer.id) {
-                    self.seal_copy(&other, &data, out);
+                if let Some(data) = buf.get(start..start + plain_len) {
+                    self.seal_copies(data, Some(peer.id), out);
                 }
             } else if let Some(dst) = dst_owner {
                 if dst != peer.id {
@@ -372,12 +371,8 @@ impl Forwarder {
                     return;
                 };
                 if is_multicast(inner.dst) {
-                    let Some(data) = buf.get(HEADROOM..HEADROOM + len) else {
-                        return;
-                    };
-                    let data = data.to_vec();
-                    for p in self.peers.iter() {
-                        self.seal_copy(&p, &data, out);
+                    if let Some(data) = buf.get(HEADROOM..HEADROOM + len) {
+                        self.seal_copies(data, None, out);
                     }
                     return;
                 }
@@ -397,12 +392,17 @@ impl Forwarder {
         }
     }
 
-    fn seal_copy(&self, peer: &Peer, data: &[u8], out: &mut Outputs) {
-        let mut b = vec![0u8; HEADROOM + data.len()];
-        if let Some(dst) = b.get_mut(HEADROOM..) {
-            dst.copy_from_slice(data);
+    /// Seal a copy of `data` (multicast) for every peer but `skip`, through one reused
+    /// scratch buffer rather than an allocation per peer.
+    fn seal_copies(&mut self, data: &[u8], skip: Option<PeerId>, out: &mut Outputs) {
+        let mut b = std::mem::take(&mut self.scratch);
+        for p in self.peers.iter().filter(|p| Some(p.id) != skip) {
+            b.clear();
+            b.resize(HEADROOM, 0);
+            b.extend_from_slice(data);
+            self.seal_and_send(&p, &mut b, data.len(), out);
         }
-        self.seal_and_send(peer, &mut b, data.len(), out);
+        self.scratch = b;
     }
 
     /// Seal `buf[HEADROOM..HEADROOM + len]` (any buffer) for `peer` and queue a copy.
@@ -686,6 +686,62 @@ mod tests {
         let mut win = ReplayWindow::default();
         let plain = clients[1].1.open_in_place(&mut fwd, &mut win, 0).unwrap();
         assert_eq!(plain, &pkt[..]);
+    }
+
+    /// The sealed copies queued in `out`, by destination, opened with each client's key.
+    fn opened_copies(
+        out: &Outputs,
+        clients: &[(TxKey, crate::proto::data::RxKey)],
+    ) -> Vec<(Dest, Vec<u8>)> {
+        out.ops
+            .iter()
+            .map(|op| {
+                let Data::Owned(b, r) = &op.data else {
+                    panic!("unresolved")
+                };
+                let Dest::Udp(to) = op.dest else {
+                    return (op.dest, b[r.clone()].to_vec());
+                };
+                let i = usize::from(to.ip().to_string().ends_with(".2"));
+                let mut wire = b[r.clone()].to_vec();
+                let mut win = ReplayWindow::default();
+                let plain = clients[i].1.open_in_place(&mut wire, &mut win, 0).unwrap();
+                (op.dest, plain.to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn multicast_goes_to_every_client_and_from_a_client_also_to_the_tun() {
+        let (mut f, clients) = setup(true);
+        let mut out = Outputs::new(2048, 16);
+        let mcast = ipv4(SERVER, [224, 0, 0, 1], 90);
+        let mut b = in_buf(&mut out, &mcast);
+        f.tun_in(&mut b, mcast.len(), &mut out);
+        let _ = out.finish_detached(0, b);
+        let mut got = opened_copies(&out, &clients);
+        got.sort_by_key(|(d, _)| format!("{d:?}"));
+        assert_eq!(
+            got,
+            vec![
+                (Dest::Udp(remote(1)), mcast.clone()),
+                (Dest::Udp(remote(2)), mcast.clone())
+            ]
+        );
+        out.discard();
+
+        // From client 1: a copy for client 2 (not back to 1) and one to the tun.
+        let from1 = ipv4(v4(1), [224, 0, 0, 1], 90);
+        let wire = seal_from_client(&clients[0].0, 1, &from1);
+        let mut b = in_buf(&mut out, &wire);
+        f.udp_in(remote(1), &mut b, wire.len(), &mut out);
+        let _ = out.finish_detached(0, b);
+        let mut got = opened_copies(&out, &clients);
+        got.sort_by_key(|(d, _)| format!("{d:?}"));
+        assert_eq!(
+            got,
+            vec![(Dest::Tun, from1.clone()), (Dest::Udp(remote(2)), from1)]
+        );
     }
 
     #[test]
