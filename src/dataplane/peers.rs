@@ -49,6 +49,32 @@ impl KeyRing {
     pub fn rx_key(&self, key_id: u8) -> Option<&Arc<KeySlot>> {
         self.rx.iter().find(|k| k.key_id == key_id)
     }
+
+    /// A new key generation (`Event::KeysReady` / `ServerEvent::Keys`): accepted at once, next
+    /// to at most one older key; it sends at once if `tx_now` or if nothing else can.
+    pub fn install(&mut self, slot: Arc<KeySlot>, tx_now: bool) {
+        self.rx.retain(|k| k.key_id != slot.key_id);
+        self.rx.insert(0, slot.clone());
+        self.rx.truncate(2);
+        if tx_now || self.tx.is_none() {
+            self.tx = Some(slot);
+        }
+    }
+
+    /// Start sending with `key_id` (`TxSwitch`).
+    pub fn switch_tx(&mut self, key_id: u8) {
+        if let Some(k) = self.rx_key(key_id).cloned() {
+            self.tx = Some(k);
+        }
+    }
+
+    /// Stop accepting `key_id` (`KeyRetired`); if it was sending, the newest other key sends.
+    pub fn retire(&mut self, key_id: u8) {
+        self.rx.retain(|k| k.key_id != key_id);
+        if self.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
+            self.tx = self.rx.first().cloned();
+        }
+    }
 }
 
 /// Per-peer counters, updated by any shard.
@@ -116,39 +142,20 @@ impl Peer {
         self.keys.store(Arc::new(ring));
     }
 
-    /// Install a new key generation (`Event::KeysReady` / `ServerEvent::Keys`): it is accepted
-    /// at once, next to at most one older key; it sends at once if `tx_now` or if nothing else
-    /// can.
+    /// Install a new key generation (see [`KeyRing::install`]) and publish the ring.
     pub fn install_key(&self, slot: KeySlot, tx_now: bool) {
         let slot = Arc::new(slot);
-        let key_id = slot.key_id;
-        self.update_keys(|r| {
-            r.rx.retain(|k| k.key_id != key_id);
-            r.rx.insert(0, slot.clone());
-            r.rx.truncate(2);
-            if tx_now || r.tx.is_none() {
-                r.tx = Some(slot);
-            }
-        });
+        self.update_keys(|r| r.install(slot, tx_now));
     }
 
     /// Start sending with `key_id` (`TxSwitch`).
     pub fn switch_tx(&self, key_id: u8) {
-        self.update_keys(|r| {
-            if let Some(k) = r.rx_key(key_id).cloned() {
-                r.tx = Some(k);
-            }
-        });
+        self.update_keys(|r| r.switch_tx(key_id));
     }
 
-    /// Stop accepting `key_id` (`KeyRetired`); if it was sending, the newest other key sends.
+    /// Stop accepting `key_id` (`KeyRetired`).
     pub fn retire_key(&self, key_id: u8) {
-        self.update_keys(|r| {
-            r.rx.retain(|k| k.key_id != key_id);
-            if r.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
-                r.tx = r.rx.first().cloned();
-            }
-        });
+        self.update_keys(|r| r.retire(key_id));
     }
 
     /// Bytes and packets in both directions since the peer came up.

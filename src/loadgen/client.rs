@@ -22,7 +22,7 @@ use anyhow::{anyhow, Result};
 use crate::client::pushed::{self, IfconfigV4, PullFilter, Pushed};
 use crate::client::run::ClientPlan;
 use crate::dataplane::forward;
-use crate::dataplane::peers::KeySlot;
+use crate::dataplane::peers::KeyRing;
 use crate::proto::data::{Cipher, Side, HEADROOM};
 use crate::proto::messages::{classify_plaintext, Plain, OCC_EXIT_PACKET, PING_MAGIC};
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
@@ -110,8 +110,8 @@ pub struct SimClient {
     session: Option<Session>,
     started: Option<Instant>,
     pushed: Option<Pushed>,
-    tx: Option<Arc<KeySlot>>,
-    rx: Vec<Arc<KeySlot>>,
+    /// This client's data-channel keys (the same ring the client process uses).
+    keys: KeyRing,
     peer_id: Option<u32>,
     endpoints: Endpoints,
     ping: Option<Duration>,
@@ -148,8 +148,7 @@ impl SimClient {
             session: None,
             started: None,
             pushed: None,
-            tx: None,
-            rx: Vec::with_capacity(2),
+            keys: KeyRing::default(),
             peer_id: None,
             endpoints: Endpoints::default(),
             ping: None,
@@ -237,7 +236,7 @@ impl SimClient {
 
     fn data_in(&mut self, p: &Profile, now: Instant, buf: &mut [u8], st: &mut Stats) {
         let key_id = buf.first().map_or(0, |b| b & 7);
-        let Some(slot) = self.rx.iter().find(|k| k.key_id == key_id) else {
+        let Some(slot) = self.keys.rx_key(key_id) else {
             st.drop("rx_no_key");
             return;
         };
@@ -364,7 +363,7 @@ impl SimClient {
                 return;
             }
         }
-        if self.phase == Phase::Handshaking && self.pushed.is_some() && self.tx.is_some() {
+        if self.phase == Phase::Handshaking && self.pushed.is_some() && self.keys.tx.is_some() {
             self.up(p, now, st);
         }
     }
@@ -400,24 +399,10 @@ impl SimClient {
                     Side::Client,
                     p.replay_window,
                 )?);
-                self.rx.retain(|k| k.key_id != key_id);
-                self.rx.insert(0, slot.clone());
-                self.rx.truncate(2);
-                if tx_now || self.tx.is_none() {
-                    self.tx = Some(slot);
-                }
+                self.keys.install(slot, tx_now);
             }
-            Event::TxSwitch { key_id } => {
-                if let Some(k) = self.rx.iter().find(|k| k.key_id == key_id) {
-                    self.tx = Some(k.clone());
-                }
-            }
-            Event::KeyRetired { key_id } => {
-                self.rx.retain(|k| k.key_id != key_id);
-                if self.tx.as_ref().is_some_and(|t| t.key_id == key_id) {
-                    self.tx = self.rx.first().cloned();
-                }
-            }
+            Event::TxSwitch { key_id } => self.keys.switch_tx(key_id),
+            Event::KeyRetired { key_id } => self.keys.retire(key_id),
             Event::Closed(reason) => {
                 self.fail(&reason, st);
             }
@@ -491,7 +476,7 @@ impl SimClient {
     /// Encrypt one data-channel plaintext and queue it. False if there is no key or sealing
     /// failed (both counted).
     fn seal(&mut self, now: Instant, plain: &[u8], st: &mut Stats) -> bool {
-        let Some(slot) = self.tx.as_ref() else {
+        let Some(slot) = self.keys.tx.as_ref() else {
             st.drop("tx_no_key");
             return false;
         };

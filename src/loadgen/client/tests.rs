@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::config::load_str;
+use crate::dataplane::peers::KeySlot;
 use crate::pki::Pki;
 use crate::pki::{render_client_profile, render_static_key_v1};
 use crate::plan::{client_plan, server_plan};
