@@ -11,12 +11,16 @@
 //! - the loop returns within about one `tick` after `stop` is set (sooner with
 //!   [`Waker::wake`]), and never while the kernel still owns one of its buffers.
 
+pub mod coalesce;
+pub mod csum;
 pub mod forward;
 mod outputs;
 pub mod peers;
 mod poll;
+pub mod segment;
 mod sys;
 mod uring;
+pub mod vnet;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

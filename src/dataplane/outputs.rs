@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 
+use super::vnet::VNET_HDR_LEN;
+
 pub(crate) type Buf = Box<[u8]>;
 
 /// Per-shard counters; drivers and [`Outputs`] update them, the handler may read them.
@@ -54,6 +56,19 @@ pub(crate) enum Data {
 pub(crate) struct Op {
     pub(crate) dest: Dest,
     pub(crate) data: Data,
+    /// UDP GSO: every `segment` bytes of `data` is one datagram, the last may be shorter
+    /// (`UDP_SEGMENT`); 0 = the data is one datagram.
+    pub(crate) segment: u16,
+}
+
+impl Op {
+    fn new(dest: Dest, data: Data) -> Op {
+        Op {
+            dest,
+            data,
+            segment: 0,
+        }
+    }
 }
 
 /// Outputs queued by a [`super::ShardHandler`] during one batch.
@@ -62,6 +77,9 @@ pub struct Outputs {
     pool: Pool,
     pub(crate) ops: Vec<Op>,
     pub(crate) stats: ShardStats,
+    /// Bytes of `virtio_net_hdr` every tun write starts with: [`VNET_HDR_LEN`] when the tun
+    /// was opened with `IFF_VNET_HDR`, else 0. Tun outputs' ranges include it.
+    tun_hdr: usize,
 }
 
 impl Outputs {
@@ -75,7 +93,36 @@ impl Outputs {
             },
             ops: Vec::new(),
             stats: ShardStats::default(),
+            tun_hdr: 0,
         }
+    }
+
+    /// Makes every tun write carry a `virtio_net_hdr` (a zero one for a plain packet): the
+    /// tun queue was opened with `IFF_VNET_HDR`.
+    pub fn set_tun_vnet(&mut self, on: bool) {
+        self.tun_hdr = if on { VNET_HDR_LEN } else { 0 };
+    }
+
+    /// Whether tun writes carry a `virtio_net_hdr`.
+    pub fn tun_vnet(&self) -> bool {
+        self.tun_hdr != 0
+    }
+
+    /// Queues `buf[range]` (a pool buffer from [`Outputs::alloc`], filled by the caller) as
+    /// is: for a tun output it already starts with its `virtio_net_hdr` when
+    /// [`Outputs::tun_vnet`]; for a UDP output `segment` > 0 makes it a GSO batch of
+    /// `segment`-byte datagrams.
+    pub(crate) fn push_owned(&mut self, dest: Dest, buf: Buf, range: Range<usize>, segment: u16) {
+        if range.start > range.end || range.end > buf.len() {
+            self.stats.tx_dropped += 1;
+            self.pool.recycle(buf);
+            return;
+        }
+        self.ops.push(Op {
+            dest,
+            data: Data::Owned(buf, range),
+            segment,
+        });
     }
 
     /// Queues a copy of `data` to be sent to `to`.
@@ -91,19 +138,15 @@ impl Outputs {
     /// Queues `buf[range]` of the buffer being handled (as passed to `on_udp`/`on_tun`) to
     /// be sent to `to` without copying. Out-of-range outputs are dropped and counted.
     pub fn send_udp_in_place(&mut self, to: SocketAddr, range: Range<usize>) {
-        self.ops.push(Op {
-            dest: Dest::Udp(to),
-            data: Data::Current(range),
-        });
+        self.ops
+            .push(Op::new(Dest::Udp(to), Data::Current(range)));
     }
 
     /// Queues `buf[range]` of the buffer being handled to be written to the tun queue
-    /// without copying.
+    /// without copying. With [`Outputs::tun_vnet`] the [`VNET_HDR_LEN`] bytes before
+    /// `range` must be free: the driver writes the (zero) header there.
     pub fn write_tun_in_place(&mut self, range: Range<usize>) {
-        self.ops.push(Op {
-            dest: Dest::Tun,
-            data: Data::Current(range),
-        });
+        self.ops.push(Op::new(Dest::Tun, Data::Current(range)));
     }
 
     /// An `Outputs` attached to no driver, for benchmarks and tests outside the crate: the
@@ -159,7 +202,9 @@ impl Outputs {
     }
 
     fn push_copy(&mut self, dest: Dest, data: &[u8]) {
-        if data.len() > self.pool.len {
+        let front = self.front(dest);
+        let end = front + data.len();
+        if end > self.pool.len {
             self.stats.tx_dropped += 1;
             return;
         }
@@ -167,32 +212,63 @@ impl Outputs {
             self.stats.tx_dropped += 1;
             return;
         };
-        if let Some(dst) = b.get_mut(..data.len()) {
+        if let Some(hdr) = b.get_mut(..front) {
+            hdr.fill(0);
+        }
+        if let Some(dst) = b.get_mut(front..end) {
             dst.copy_from_slice(data);
         }
-        self.ops.push(Op {
-            dest,
-            data: Data::Owned(b, 0..data.len()),
-        });
+        self.ops.push(Op::new(dest, Data::Owned(b, 0..end)));
+    }
+
+    /// Bytes an output to `dest` carries before the packet.
+    fn front(&self, dest: Dest) -> usize {
+        match dest {
+            Dest::Tun => self.tun_hdr,
+            Dest::Udp(_) => 0,
+        }
     }
 
     /// Resolves `Current` outputs queued since `start` against `cur`, the buffer the
     /// handler just saw. All but the last are copied; the last takes `cur` itself. Returns
     /// `cur` when no output kept it.
-    pub(crate) fn resolve_current(&mut self, start: usize, cur: Buf) -> Option<Buf> {
-        let mut last = None;
+    pub(crate) fn resolve_current(&mut self, start: usize, mut cur: Buf) -> Option<Buf> {
+        let mut last: Option<usize> = None;
         let mut i = start;
         while i < self.ops.len() {
             let Some(op) = self.ops.get(i) else { break };
-            if let Data::Current(r) = &op.data {
-                if r.start > r.end || r.end > cur.len() {
-                    self.ops.remove(i);
+            let Data::Current(r) = &op.data else {
+                i += 1;
+                continue;
+            };
+            // A tun output also takes the header bytes before the packet (module doc).
+            let front = self.front(op.dest);
+            let Some(hdr_start) = r.start.checked_sub(front) else {
+                self.ops.remove(i);
+                self.stats.tx_dropped += 1;
+                continue;
+            };
+            let r = hdr_start..r.end;
+            if r.start > r.end || r.end > cur.len() {
+                self.ops.remove(i);
+                self.stats.tx_dropped += 1;
+                continue;
+            }
+            // The previous in-place output is copied out before this one's header bytes
+            // are written, in case the two touch.
+            if let Some(prev) = last.replace(i) {
+                if !self.copy_current(prev, &cur) {
+                    self.ops.remove(prev);
                     self.stats.tx_dropped += 1;
-                    continue;
+                    i -= 1;
+                    last = Some(i);
                 }
-                if let Some(prev) = last.replace(i) {
-                    self.copy_current(prev, &cur);
-                }
+            }
+            if let Some(h) = cur.get_mut(r.start..r.start + front) {
+                h.fill(0);
+            }
+            if let Some(op) = self.ops.get_mut(i) {
+                op.data = Data::Current(r);
             }
             i += 1;
         }
@@ -230,13 +306,14 @@ impl Outputs {
         self.stats.tx_dropped += (before - self.ops.len()) as u64;
     }
 
-    fn copy_current(&mut self, idx: usize, cur: &[u8]) {
+    /// Turns `Current` output `idx` into a copy in a pool buffer; false if none is free.
+    fn copy_current(&mut self, idx: usize, cur: &[u8]) -> bool {
         let Some(Op {
             data: Data::Current(r),
             ..
         }) = self.ops.get(idx)
         else {
-            return;
+            return true;
         };
         let r = r.clone();
         let copied = self.pool.alloc().and_then(|mut b| {
@@ -244,16 +321,12 @@ impl Outputs {
             b.get_mut(..src.len())?.copy_from_slice(src);
             Some(Data::Owned(b, 0..src.len()))
         });
-        match copied {
-            Some(d) => {
-                if let Some(op) = self.ops.get_mut(idx) {
-                    op.data = d;
-                }
+        match (copied, self.ops.get_mut(idx)) {
+            (Some(d), Some(op)) => {
+                op.data = d;
+                true
             }
-            None => {
-                self.ops.remove(idx);
-                self.stats.tx_dropped += 1;
-            }
+            _ => false,
         }
     }
 

@@ -1,0 +1,1 @@
+//! TCP coalescing for tun writes (being written).

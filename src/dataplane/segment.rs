@@ -1,0 +1,1 @@
+//! TSO/USO segmentation of tun super-packets (being written).
