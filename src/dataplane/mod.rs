@@ -14,6 +14,7 @@
 pub mod coalesce;
 pub mod csum;
 pub mod forward;
+mod gso;
 mod outputs;
 pub mod peers;
 mod poll;
@@ -43,7 +44,44 @@ pub trait ShardHandler: Send {
     /// `buf[HEADROOM..HEADROOM + len]`. The handler may rewrite the buffer in place and queue
     /// outputs, including ones that reference this buffer (`*_in_place`).
     fn on_udp(&mut self, from: SocketAddr, buf: &mut [u8], len: usize, out: &mut Outputs);
-    /// A packet was read from this shard's tun queue (same headroom convention).
+    /// Several datagrams from `from` that the kernel's UDP GRO handed over in one receive:
+    /// `buf[HEADROOM..HEADROOM + len]` holds them back to back, each `seg` bytes but the
+    /// last (which may be shorter). The default hands each to [`ShardHandler::on_udp`] in a
+    /// buffer of its own; a handler that never writes before `HEADROOM` of the datagram it
+    /// handles may instead work on the segments where they lie (in-place outputs of
+    /// different segments are then disjoint ranges of `buf`).
+    fn on_udp_gro(
+        &mut self,
+        from: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+        seg: usize,
+        out: &mut Outputs,
+    ) {
+        let seg = seg.max(1);
+        let mut off = HEADROOM;
+        while off < HEADROOM + len {
+            let n = seg.min(HEADROOM + len - off);
+            let (Some(src), Some(mut b)) = (buf.get(off..off + n), out.alloc()) else {
+                out.stats.tx_dropped += 1;
+                off += n;
+                continue;
+            };
+            if let Some(dst) = b.get_mut(HEADROOM..HEADROOM + n) {
+                dst.copy_from_slice(src);
+            }
+            let start = out.queued();
+            self.on_udp(from, &mut b, n, out);
+            if let Some(b) = out.resolve_current(start, b) {
+                out.recycle(b);
+            }
+            off += n;
+        }
+    }
+    /// A packet was read from this shard's tun queue (same headroom convention). When the
+    /// tun carries `virtio_net_hdr`s ([`Outputs::tun_vnet`]), the packet's header is the
+    /// [`vnet::VNET_HDR_LEN`] bytes before `HEADROOM`, and the packet may be a TCP/UDP
+    /// super-packet of up to 64 KiB.
     fn on_tun(&mut self, buf: &mut [u8], len: usize, out: &mut Outputs);
     /// Called after every batch and at least every `tick`: control messages, timers,
     /// snapshot reloads. `*_in_place` outputs are meaningless here and are dropped.
@@ -80,6 +118,15 @@ pub struct ShardOptions {
     pub max_buffers: usize,
     /// Driver selection.
     pub driver: DriverKind,
+    /// The tun queues were opened with `IFF_VNET_HDR` (`Tun::create_with`): reads and writes
+    /// carry a `virtio_net_hdr`.
+    pub tun_vnet: bool,
+    /// Turn on UDP GRO receive where the driver can read its segment size (io_uring with
+    /// multishot receive); ignored elsewhere.
+    pub udp_gro: bool,
+    /// Send runs of same-sized datagrams to one peer as one UDP GSO send (`UDP_SEGMENT`),
+    /// turned off by the driver for good if the kernel rejects one.
+    pub udp_gso: bool,
     /// io_uring: receive UDP with one multishot RecvMsg over a provided-buffer ring
     /// (kernel >= 6.0, probed) instead of `udp_depth` separate RecvMsg, each of which arms
     /// its own poll on the socket. `FWD_URING_MULTISHOT=0` turns it off too.
@@ -98,9 +145,33 @@ impl Default for ShardOptions {
             max_buffers: 1024,
             driver: DriverKind::Auto,
             uring_multishot: true,
+            tun_vnet: false,
+            udp_gro: false,
+            udp_gso: false,
         }
     }
 }
+
+impl ShardOptions {
+    /// Options for a shard with the given offloads: buffers large enough for a 64 KiB
+    /// super-packet (tun TSO, UDP GRO) plus its headers when any is on.
+    pub fn with_offloads(tun_vnet: bool, udp_gro: bool, udp_gso: bool) -> Self {
+        let mut o = ShardOptions {
+            tun_vnet,
+            udp_gro,
+            udp_gso,
+            ..ShardOptions::default()
+        };
+        if tun_vnet || udp_gro {
+            o.buf_len = HEADROOM + MAX_SUPER_PACKET + 64;
+        }
+        o
+    }
+}
+
+/// Largest packet a tun with TSO or a UDP GRO receive hands over (the 16-bit IP length),
+/// plus the `virtio_net_hdr` before it.
+pub const MAX_SUPER_PACKET: usize = 65535 + vnet::VNET_HDR_LEN;
 
 /// The file descriptors one shard owns.
 #[derive(Debug)]
@@ -248,7 +319,7 @@ fn resolve_driver(kind: DriverKind) -> DriverKind {
 fn sanitize(opts: &ShardOptions) -> ShardOptions {
     let mut o = opts.clone();
     o.tick = o.tick.max(Duration::from_millis(1));
-    o.buf_len = o.buf_len.clamp(HEADROOM + 64, HEADROOM + 65535);
+    o.buf_len = o.buf_len.clamp(HEADROOM + 64, HEADROOM + MAX_SUPER_PACKET + 64);
     o.udp_depth = o.udp_depth.clamp(1, 4096);
     o.tun_depth = o.tun_depth.clamp(1, 4096);
     o.tx_slots = o.tx_slots.clamp(1, 16384);
@@ -274,6 +345,9 @@ mod tests {
             max_buffers: 0,
             driver: DriverKind::Poll,
             uring_multishot: true,
+            tun_vnet: false,
+            udp_gro: false,
+            udp_gso: false,
         });
         assert!(o.tick > Duration::ZERO);
         assert!(o.buf_len > HEADROOM);

@@ -34,6 +34,10 @@ pub struct ShardStats {
     /// whenever the kernel ends it, e.g. when the provided buffers ran out). Zero means the
     /// driver uses one RecvMsg per buffer (poll driver, old kernel, or disabled).
     pub udp_multishot_arms: u64,
+    /// UDP GSO sends submitted (each carries several datagrams).
+    pub udp_gso_sends: u64,
+    /// UDP receives that held several datagrams (UDP GRO).
+    pub udp_gro_batches: u64,
 }
 
 /// Where an output goes.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::outputs::{Data, Dest, Op, Outputs};
 use super::sys;
+use super::vnet::VNET_HDR_LEN;
 use super::{ShardHandler, ShardIo, ShardOptions, HEADROOM};
 use crate::os::set_nonblocking;
 
@@ -24,6 +25,8 @@ pub(crate) fn run<H: ShardHandler>(
     set_nonblocking(tun, true)?;
     let family = sys::socket_family(udp)?;
     let mut out = Outputs::new(opts.buf_len, opts.max_buffers);
+    out.set_tun_vnet(opts.tun_vnet);
+    let mut gso = opts.udp_gso;
     let timeout_ms = libc::c_int::try_from(opts.tick.as_millis())
         .unwrap_or(libc::c_int::MAX)
         .max(1);
@@ -70,7 +73,10 @@ pub(crate) fn run<H: ShardHandler>(
         let start = out.ops.len();
         handler.on_tick(&mut out);
         out.drop_current(start);
-        flush(udp, tun, family, &mut out);
+        if gso {
+            out.batch_udp();
+        }
+        flush(udp, tun, family, &mut out, &mut gso);
     }
     Ok(())
 }
@@ -129,11 +135,13 @@ fn read_tun<H: ShardHandler>(
         let Some(mut b) = out.alloc() else {
             return Ok(());
         };
-        let res = match b.get_mut(HEADROOM..) {
+        // With a vnet header it lands just before HEADROOM, the packet at HEADROOM.
+        let front = if out.tun_vnet() { VNET_HDR_LEN } else { 0 };
+        let res = match b.get_mut(HEADROOM - front..) {
             Some(payload) => crate::os::tun::read_fd(tun, payload),
             None => Err(io::ErrorKind::InvalidInput.into()),
         };
-        match res {
+        match res.map(|n| n.saturating_sub(front)) {
             Ok(0) => {
                 out.recycle(b);
                 return Ok(());
@@ -158,7 +166,13 @@ fn read_tun<H: ShardHandler>(
     Ok(())
 }
 
-fn flush(udp: BorrowedFd<'_>, tun: BorrowedFd<'_>, family: libc::c_int, out: &mut Outputs) {
+fn flush(
+    udp: BorrowedFd<'_>,
+    tun: BorrowedFd<'_>,
+    family: libc::c_int,
+    out: &mut Outputs,
+    gso: &mut bool,
+) {
     // Drained and handed back so the queue keeps its capacity across batches.
     let mut ops: Vec<Op> = std::mem::take(&mut out.ops);
     let mut st = sys::zeroed_storage();
@@ -174,6 +188,20 @@ fn flush(udp: BorrowedFd<'_>, tun: BorrowedFd<'_>, family: libc::c_int, out: &mu
         };
         let res = match op.dest {
             Dest::Udp(to) => match sys::to_sockaddr(to, family, &mut st) {
+                Some(len) if op.segment > 0 => {
+                    let r = sys::send_gso(udp, data, &st, len, op.segment);
+                    if let Err(e) = &r {
+                        if *gso && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
+                            // Never again on this shard; see the io_uring driver.
+                            *gso = false;
+                            tracing::info!(error = %e, "UDP GSO send refused; sending datagrams one by one");
+                        }
+                    }
+                    r.map(|_| {
+                        out.stats.udp_tx += 1;
+                        out.stats.udp_gso_sends += 1;
+                    })
+                }
                 Some(len) => sys::send_to(udp, data, &st, len).map(|_| out.stats.udp_tx += 1),
                 None => Err(io::ErrorKind::Unsupported.into()),
             },

@@ -47,6 +47,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use super::outputs::{Buf, Data, Dest, Outputs};
 use super::poll::is_fatal;
 use super::sys;
+use super::vnet::VNET_HDR_LEN;
 use super::{ShardHandler, ShardIo, ShardOptions, HEADROOM};
 use crate::os::set_nonblocking;
 
@@ -66,6 +67,10 @@ const BGID: u16 = 0;
 /// `sizeof(struct io_uring_recvmsg_out)`: namelen, controllen, payloadlen, flags (u32 each),
 /// written by the kernel at the start of every multishot RecvMsg buffer.
 const RECVMSG_OUT_LEN: usize = 16;
+
+/// `CMSG_SPACE(sizeof(int))`: room for one UDP_GRO / UDP_SEGMENT control message (a
+/// 16-byte `cmsghdr` and the value padded to 8 bytes).
+const GRO_CMSG_SPACE: usize = 24;
 
 /// Submission queue size; a full queue is submitted early, so this only bounds syscalls.
 const SQ_ENTRIES: u32 = 256;
@@ -309,13 +314,15 @@ struct Multishot {
     /// Template: only `msg_namelen` (and a zero `msg_controllen`) matter.
     hdr: Box<libc::msghdr>,
     namelen: usize,
-    /// Bytes before the handler's slice: RECVMSG_OUT_LEN + namelen - HEADROOM.
+    /// Bytes of control data room after the name (the UDP_GRO message), 0 without GRO.
+    controllen: usize,
+    /// Bytes before the handler's slice: RECVMSG_OUT_LEN + namelen + controllen - HEADROOM.
     front: usize,
     posted: bool,
 }
 
 impl Multishot {
-    fn new(depth: usize, family: libc::c_int) -> io::Result<Self> {
+    fn new(depth: usize, family: libc::c_int, gro: bool) -> io::Result<Self> {
         let entries = u16::try_from(depth.next_power_of_two().clamp(1, 32768))
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let namelen = if family == libc::AF_INET6 {
@@ -326,13 +333,16 @@ impl Multishot {
         // SAFETY: all-zero msghdr is valid.
         let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         hdr.msg_namelen = namelen as libc::socklen_t;
+        let controllen = if gro { GRO_CMSG_SPACE } else { 0 };
+        hdr.msg_controllen = controllen;
         Ok(Multishot {
             ring: BufRing::new(entries)?,
             bufs: (0..entries).map(|_| None).collect(),
             idle: (0..entries).rev().collect(),
             hdr,
             namelen,
-            front: (RECVMSG_OUT_LEN + namelen).saturating_sub(HEADROOM),
+            controllen,
+            front: (RECVMSG_OUT_LEN + namelen + controllen).saturating_sub(HEADROOM),
             posted: false,
         })
     }
@@ -356,7 +366,17 @@ pub(crate) fn run<H: ShardHandler>(
                 false
             }
         };
-    let mut d = Driver::new(&io, opts, multishot)?;
+    // GRO needs the segment size from a control message: only the multishot receive reads it.
+    let gro = opts.udp_gro
+        && multishot
+        && match crate::os::udp::enable_gro(&io.udp) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "UDP GRO unavailable");
+                false
+            }
+        };
+    let mut d = Driver::new(&io, opts, multishot, gro)?;
     let r = d.run(&mut handler, stop);
     d.shutdown();
     // `d` (buffers) drops before `io` (fds): nothing is in flight after shutdown.
@@ -385,6 +405,10 @@ struct TxSlot {
     hdr: libc::msghdr,
     iov: libc::iovec,
     addr: libc::sockaddr_storage,
+    /// The UDP_SEGMENT control message of a GSO send (u64s for cmsghdr alignment).
+    ctrl: [u64; GRO_CMSG_SPACE / 8],
+    /// The send in flight is a GSO send.
+    gso: bool,
     buf: Option<Buf>,
 }
 
@@ -411,11 +435,15 @@ struct Driver {
     inflight: usize,
     /// Set once shutdown could not confirm the kernel is done with our memory.
     leak: bool,
+    /// Bytes of `virtio_net_hdr` before each tun packet read (0 or VNET_HDR_LEN).
+    tun_front: usize,
+    /// Merge sends into UDP GSO sends; cleared for good when the kernel rejects one.
+    gso: bool,
     out: Outputs,
 }
 
 impl Driver {
-    fn new(io: &ShardIo, opts: &ShardOptions, multishot: bool) -> io::Result<Self> {
+    fn new(io: &ShardIo, opts: &ShardOptions, multishot: bool, gro: bool) -> io::Result<Self> {
         // The CQ must hold every possible in-flight completion (each posted op, each output,
         // plus a cancel per op at shutdown) so it can never overflow.
         let max_inflight = 2 * (opts.udp_depth + opts.tun_depth + 2) + opts.tx_slots;
@@ -425,7 +453,7 @@ impl Driver {
         let ring = IoUring::builder().setup_cqsize(cq).build(SQ_ENTRIES)?;
         let family = sys::socket_family(io.udp.as_fd())?;
         let mut ms = match multishot {
-            true => Some(Multishot::new(opts.udp_depth, family)?),
+            true => Some(Multishot::new(opts.udp_depth, family, gro)?),
             false => None,
         };
         if let Some(m) = ms.as_mut() {
@@ -464,6 +492,8 @@ impl Driver {
                         iov_len: 0,
                     },
                     addr: sys::zeroed_storage(),
+                    ctrl: [0; GRO_CMSG_SPACE / 8],
+                    gso: false,
                     buf: None,
                 })
             })
@@ -471,8 +501,12 @@ impl Driver {
         let tick = types::Timespec::new()
             .sec(opts.tick.as_secs())
             .nsec(opts.tick.subsec_nanos());
+        let mut out = Outputs::new(opts.buf_len + front, opts.max_buffers);
+        out.set_tun_vnet(opts.tun_vnet);
         Ok(Driver {
             ring,
+            tun_front: if opts.tun_vnet { VNET_HDR_LEN } else { 0 },
+            gso: opts.udp_gso,
             udp_fd: io.udp.as_raw_fd(),
             tun_fd: io.tun.as_raw_fd(),
             wake_fd: io.waker.fd().as_raw_fd(),
@@ -489,7 +523,7 @@ impl Driver {
             inflight: 0,
             leak: false,
             // Multishot: room for the kernel's prefix so the handler still gets `buf_len`.
-            out: Outputs::new(opts.buf_len + front, opts.max_buffers),
+            out,
         })
     }
 
@@ -698,7 +732,9 @@ impl Driver {
         let Some(slot) = self.tun.get_mut(i) else {
             return Ok(());
         };
-        let Some(payload) = slot.buf.as_mut().and_then(|b| b.get_mut(HEADROOM..)) else {
+        // With a vnet header it lands just before HEADROOM, the packet at HEADROOM.
+        let at = HEADROOM - self.tun_front;
+        let Some(payload) = slot.buf.as_mut().and_then(|b| b.get_mut(at..)) else {
             return Ok(());
         };
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
@@ -732,9 +768,22 @@ impl Driver {
                 Ok(())
             }
             TAG_UDP_SEND | TAG_TUN_WRITE => {
-                if let Some(b) = self.tx.get_mut(idx).and_then(|s| s.buf.take()) {
-                    self.out.recycle(b);
-                    self.tx_free.push(idx);
+                let mut was_gso = false;
+                if let Some(s) = self.tx.get_mut(idx) {
+                    was_gso = std::mem::take(&mut s.gso);
+                    if let Some(b) = s.buf.take() {
+                        self.out.recycle(b);
+                        self.tx_free.push(idx);
+                    }
+                }
+                if was_gso && (res == -libc::EIO || res == -libc::EINVAL) && self.gso {
+                    // The route's device cannot segment (or a segment exceeds its MTU):
+                    // single datagrams from now on, as quinn-udp does.
+                    self.gso = false;
+                    tracing::info!(
+                        error = %io::Error::from_raw_os_error(-res),
+                        "UDP GSO send refused; sending datagrams one by one"
+                    );
                 }
                 if res < 0 {
                     self.out.stats.tx_errors += 1;
@@ -822,14 +871,14 @@ impl Driver {
             }
             return Ok(());
         };
-        let (namelen, front) = (ms.namelen, ms.front);
+        let (namelen, controllen, front) = (ms.namelen, ms.controllen, ms.front);
         // Buffer id `bid` is out of the kernel's ring; it goes back through `idle`.
         ms.idle.push(bid);
         let parsed = match (res >= 0, handler.is_some()) {
-            (true, true) => parse_recvmsg_out(&b, namelen),
+            (true, true) => parse_recvmsg_out(&b, namelen, controllen),
             _ => None,
         };
-        let (Some(handler), Some((from, len, truncated))) = (handler, parsed) else {
+        let (Some(handler), Some((from, len, truncated, seg))) = (handler, parsed) else {
             if let Some(slot) = ms.bufs.get_mut(usize::from(bid)) {
                 *slot = Some(b);
             }
@@ -846,7 +895,13 @@ impl Driver {
         self.out.stats.udp_rx += 1;
         let start = self.out.ops.len();
         if let Some(view) = b.get_mut(front..) {
-            handler.on_udp(from, view, len, &mut self.out);
+            match seg {
+                Some(seg) if seg < len => {
+                    self.out.stats.udp_gro_batches += 1;
+                    handler.on_udp_gro(from, view, len, seg, &mut self.out);
+                }
+                _ => handler.on_udp(from, view, len, &mut self.out),
+            }
         }
         self.out.shift_current(start, front);
         let back = self.out.resolve_current(start, b);
@@ -884,10 +939,12 @@ impl Driver {
         let Some(handler) = handler else {
             return Ok(());
         };
-        let len = res.unsigned_abs() as usize;
-        if len == 0 {
+        let Some(len) = (res.unsigned_abs() as usize)
+            .checked_sub(self.tun_front)
+            .filter(|&n| n > 0)
+        else {
             return Ok(());
-        }
+        };
         let Some(mut b) = slot.buf.take() else {
             return Ok(());
         };
@@ -903,6 +960,9 @@ impl Driver {
 
     /// Submits the queued outputs.
     fn flush(&mut self) -> io::Result<()> {
+        if self.gso {
+            self.out.batch_udp();
+        }
         // Drained and handed back so the queue keeps its capacity across batches.
         let mut ops = std::mem::take(&mut self.out.ops);
         for op in ops.drain(..) {
@@ -944,6 +1004,13 @@ impl Driver {
                     slot.hdr.msg_control = std::ptr::null_mut();
                     slot.hdr.msg_controllen = 0;
                     slot.hdr.msg_flags = 0;
+                    slot.gso = op.segment > 0;
+                    if slot.gso {
+                        self.out.stats.udp_gso_sends += 1;
+                        sys::write_segment_cmsg(&mut slot.ctrl, op.segment);
+                        slot.hdr.msg_control = slot.ctrl.as_mut_ptr().cast();
+                        slot.hdr.msg_controllen = GRO_CMSG_SPACE;
+                    }
                     opcode::SendMsg::new(types::Fd(self.udp_fd), &slot.hdr)
                         .build()
                         .user_data(ud(TAG_UDP_SEND, idx))
@@ -1045,17 +1112,19 @@ impl ShardHandler for NoHandler {
 }
 
 /// Parses what a multishot RecvMsg wrote at the start of `buf` (with a `namelen`-byte name
-/// field and no control data): (source, payload length, truncated). The payload starts at
-/// `RECVMSG_OUT_LEN + namelen`. `None` if the prefix itself does not fit.
+/// field and `controllen` bytes of control room): (source, payload length, truncated, GRO
+/// segment size). The payload starts at `RECVMSG_OUT_LEN + namelen + controllen`. `None` if
+/// the prefix itself does not fit.
 fn parse_recvmsg_out(
     buf: &[u8],
     namelen: usize,
-) -> Option<(Option<std::net::SocketAddr>, usize, bool)> {
+    controllen: usize,
+) -> Option<(Option<std::net::SocketAddr>, usize, bool, Option<usize>)> {
     let word = |i: usize| -> Option<u32> {
         let b = buf.get(i * 4..i * 4 + 4)?;
         Some(u32::from_ne_bytes(b.try_into().ok()?))
     };
-    let (name_got, _control, payload, flags) = (word(0)?, word(1)?, word(2)?, word(3)?);
+    let (name_got, control_got, payload, flags) = (word(0)?, word(1)?, word(2)?, word(3)?);
     let name_got = usize::try_from(name_got).ok()?;
     let name = buf.get(RECVMSG_OUT_LEN..RECVMSG_OUT_LEN + namelen.min(name_got))?;
     let mut st = sys::zeroed_storage();
@@ -1073,8 +1142,13 @@ fn parse_recvmsg_out(
         );
     }
     let from = sys::from_sockaddr(&st, name.len() as libc::socklen_t);
+    let control_got = usize::try_from(control_got).ok()?.min(controllen);
+    let at = RECVMSG_OUT_LEN + namelen;
+    let seg = buf
+        .get(at..at + control_got)
+        .and_then(sys::gro_segment_size);
     let truncated = flags & (libc::MSG_TRUNC as u32) != 0 || name_got > namelen;
-    Some((from, usize::try_from(payload).ok()?, truncated))
+    Some((from, usize::try_from(payload).ok()?, truncated, seg))
 }
 
 fn ud(tag: u64, idx: usize) -> u64 {
@@ -1104,23 +1178,23 @@ mod tests {
     #[test]
     fn parses_recvmsg_out() {
         let b = fixture(16, 7, 0);
-        let (from, len, trunc) = parse_recvmsg_out(&b, 16).unwrap();
+        let (from, len, trunc, seg) = parse_recvmsg_out(&b, 16, 0).unwrap();
         assert_eq!(from, Some("192.0.2.7:1194".parse().unwrap()));
-        assert_eq!((len, trunc), (7, false));
+        assert_eq!((len, trunc, seg), (7, false, None));
         assert_eq!(&b[RECVMSG_OUT_LEN + 16..][..len], b"payload");
     }
 
     #[test]
     fn recvmsg_out_truncation_and_garbage() {
-        let (_, len, trunc) =
-            parse_recvmsg_out(&fixture(16, 9000, libc::MSG_TRUNC as u32), 16).unwrap();
+        let (_, len, trunc, _) =
+            parse_recvmsg_out(&fixture(16, 9000, libc::MSG_TRUNC as u32), 16, 0).unwrap();
         assert_eq!((len, trunc), (9000, true));
         // A name longer than the field was cut: flagged, never trusted.
-        let (_, _, trunc) = parse_recvmsg_out(&fixture(28, 7, 0), 16).unwrap();
+        let (_, _, trunc, _) = parse_recvmsg_out(&fixture(28, 7, 0), 16, 0).unwrap();
         assert!(trunc);
         // Too short for the prefix.
-        assert!(parse_recvmsg_out(&[0u8; 10], 16).is_none());
-        assert!(parse_recvmsg_out(&fixture(16, 7, 0)[..20], 16).is_none());
+        assert!(parse_recvmsg_out(&[0u8; 10], 16, 0).is_none());
+        assert!(parse_recvmsg_out(&fixture(16, 7, 0)[..20], 16, 0).is_none());
     }
 
     #[test]

@@ -24,6 +24,25 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
+/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`) and its flags, from
+/// `include/uapi/linux/if_tun.h`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+const TUN_F_TSO6: libc::c_ulong = 0x04;
+const TUN_F_TSO_ECN: libc::c_ulong = 0x08;
+const TUN_F_USO4: libc::c_ulong = 0x20;
+const TUN_F_USO6: libc::c_ulong = 0x40;
+
+/// Offloads the kernel accepted for a tun (checksum offload is implied by both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offloads {
+    /// TCP super-packets (`TUN_F_TSO4` / `TUN_F_TSO6`).
+    pub tso: bool,
+    /// UDP super-packets (`TUN_F_USO4` / `TUN_F_USO6`).
+    pub uso: bool,
+}
+
 /// An open tun device with one fd per queue.
 #[derive(Debug)]
 pub struct Tun {
@@ -35,6 +54,13 @@ impl Tun {
     /// Creates (or attaches to) tun device `name` with `queues` queues. An empty name or one
     /// containing `%d` lets the kernel choose (`tun%d`). `queues > 1` sets `IFF_MULTI_QUEUE`.
     pub fn create(name: &str, queues: usize) -> io::Result<Tun> {
+        Tun::create_with(name, queues, false)
+    }
+
+    /// [`Tun::create`], with `vnet_hdr` opening every queue with `IFF_VNET_HDR`: each read
+    /// and write then starts with a 10-byte `virtio_net_hdr`, which is what lets the kernel
+    /// hand over (and take) TCP/UDP super-packets once [`Tun::enable_offloads`] succeeded.
+    pub fn create_with(name: &str, queues: usize, vnet_hdr: bool) -> io::Result<Tun> {
         if queues == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -48,6 +74,9 @@ impl Tun {
             ));
         }
         let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+        if vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
         if queues > 1 {
             flags |= libc::IFF_MULTI_QUEUE;
         }
@@ -63,6 +92,29 @@ impl Tun {
             name: actual,
             queues: fds,
         })
+    }
+
+    /// Asks the kernel for the offloads fwd can take from a `vnet_hdr` tun, dropping the
+    /// newest first where the kernel refuses them: partial checksums and TSO for IPv4/IPv6
+    /// (with ECN), plus UDP segmentation (kernel >= 6.2). Returns what was enabled, or the
+    /// error of the last attempt when not even checksum offload was accepted.
+    pub fn enable_offloads(&self) -> io::Result<Offloads> {
+        let fd = self.queue(0)?;
+        let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        let mut last = io::Error::from(io::ErrorKind::Unsupported);
+        for (flags, got) in [
+            (tso | TUN_F_USO4 | TUN_F_USO6, Offloads { tso: true, uso: true }),
+            (tso, Offloads { tso: true, uso: false }),
+            (TUN_F_CSUM, Offloads { tso: false, uso: false }),
+        ] {
+            // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
+            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, flags) };
+            if rc == 0 {
+                return Ok(got);
+            }
+            last = io::Error::last_os_error();
+        }
+        Err(last)
     }
 
     /// The interface name the kernel assigned.

@@ -101,6 +101,49 @@ pub fn to_v6_mapped(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// `UDP_SEGMENT` and `UDP_GRO` (`include/uapi/linux/udp.h`), at level `SOL_UDP`.
+pub const UDP_SEGMENT: libc::c_int = 103;
+pub const UDP_GRO: libc::c_int = 104;
+
+/// Whether the kernel takes `UDP_SEGMENT` (UDP GSO, Linux >= 4.18) on this socket: the
+/// option reads back on kernels that have it.
+pub fn gso_supported(sock: &UdpSocket) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: passes a live c_int and its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
+}
+
+/// Turns on UDP GRO receive (Linux >= 5.0): the kernel may then hand over several
+/// same-sized datagrams of one sender in one receive, with their size in a `UDP_GRO`
+/// control message. Only a driver that reads that message may turn it on.
+pub fn enable_gro(sock: &UdpSocket) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn set_buf(sock: &Socket, opt: libc::c_int, n: usize) -> io::Result<()> {
     let val = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
     setsockopt_int(sock, libc::SOL_SOCKET, opt, val)

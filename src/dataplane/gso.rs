@@ -1,0 +1,187 @@
+//! Batch build for UDP GSO: runs of queued datagrams to one destination become one
+//! `UDP_SEGMENT` send, so the kernel walks its UDP/IP stack once per run instead of once
+//! per datagram (the same idea as quinn-udp's `Transmit::segment_size`).
+//!
+//! Invariants: the kernel cuts a GSO buffer into `segment`-byte datagrams, only the last may
+//! be shorter; so a run only grows with datagrams of exactly the run's size, and a shorter one
+//! closes it. A run never exceeds [`MAX_SEGMENTS`] datagrams or [`MAX_BYTES`]. Order of the
+//! queued outputs is kept; only consecutive sends to one destination merge.
+
+use super::outputs::{Buf, Data, Dest, Op, Outputs};
+
+/// Datagrams per GSO send: the kernel's `UDP_MAX_SEGMENTS` (64 before Linux 6.9).
+pub(crate) const MAX_SEGMENTS: usize = 64;
+/// Bytes per GSO send: a UDP length field must still describe the whole buffer.
+pub(crate) const MAX_BYTES: usize = 65_000;
+
+impl Outputs {
+    /// Merges runs of single-datagram UDP outputs to one destination into GSO outputs
+    /// (copying each run into one pool buffer). A run that cannot get a buffer stays as it is.
+    pub(crate) fn batch_udp(&mut self) {
+        let ops = std::mem::take(&mut self.ops);
+        let mut merged: Vec<Op> = Vec::with_capacity(ops.len());
+        let mut run: Vec<Op> = Vec::new();
+        for op in ops {
+            if !self.joins(&run, &op) {
+                self.close_run(&mut run, &mut merged);
+            }
+            if mergeable(&op) {
+                run.push(op);
+            } else {
+                merged.push(op);
+            }
+        }
+        self.close_run(&mut run, &mut merged);
+        self.ops = merged;
+    }
+
+    /// Whether `op` may be appended to `run` (empty runs take any mergeable op).
+    fn joins(&self, run: &[Op], op: &Op) -> bool {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return true;
+        };
+        let size = len_of(first);
+        mergeable(op)
+            && op.dest == first.dest
+            && len_of(last) == size
+            && len_of(op) <= size
+            && run.len() < MAX_SEGMENTS
+            && size * run.len() + len_of(op) <= MAX_BYTES
+    }
+
+    /// Moves `run` to `merged`: as one GSO output when it has several datagrams and a
+    /// buffer is free, else unchanged.
+    fn close_run(&mut self, run: &mut Vec<Op>, merged: &mut Vec<Op>) {
+        if run.len() < 2 {
+            merged.append(run);
+            return;
+        }
+        let total: usize = run.iter().map(len_of).sum();
+        let size = run.first().map_or(0, len_of);
+        let (Some(mut b), Ok(segment)) = (self.alloc_for(total), u16::try_from(size)) else {
+            merged.append(run);
+            return;
+        };
+        let mut at = 0;
+        let dest = run.first().map_or(Dest::Tun, |o| o.dest);
+        for op in run.drain(..) {
+            if let Data::Owned(src, r) = op.data {
+                let n = r.len();
+                if let (Some(d), Some(s)) = (b.get_mut(at..at + n), src.get(r)) {
+                    d.copy_from_slice(s);
+                }
+                at += n;
+                self.recycle(src);
+            }
+        }
+        merged.push(Op {
+            dest,
+            data: Data::Owned(b, 0..at),
+            segment,
+        });
+    }
+
+    fn alloc_for(&mut self, len: usize) -> Option<Buf> {
+        let b = self.alloc()?;
+        if b.len() >= len {
+            return Some(b);
+        }
+        self.recycle(b);
+        None
+    }
+}
+
+/// A single-datagram UDP output with its bytes resolved.
+fn mergeable(op: &Op) -> bool {
+    matches!(op.dest, Dest::Udp(_)) && op.segment == 0 && matches!(op.data, Data::Owned(..))
+}
+
+fn len_of(op: &Op) -> usize {
+    match &op.data {
+        Data::Owned(_, r) => r.len(),
+        Data::Current(r) => r.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn sent(out: &Outputs) -> Vec<(Dest, u16, Vec<u8>)> {
+        out.ops
+            .iter()
+            .map(|op| match &op.data {
+                Data::Owned(b, r) => (op.dest, op.segment, b[r.clone()].to_vec()),
+                Data::Current(_) => panic!("unresolved"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_to_one_peer_become_one_gso_send_in_order() {
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:1".parse().unwrap();
+        let mut out = Outputs::new(70_000, 64);
+        out.send_udp(a, &[1; 100]);
+        out.send_udp(a, &[2; 100]);
+        out.send_udp(a, &[3; 60]); // shorter: closes the run
+        out.send_udp(a, &[4; 100]);
+        out.write_tun(&[9; 10]);
+        out.send_udp(b, &[5; 100]);
+        out.send_udp(a, &[6; 100]);
+        out.send_udp(a, &[7; 100]);
+        out.batch_udp();
+        let got = sent(&out);
+        let mut first = vec![1u8; 100];
+        first.extend([2; 100]);
+        first.extend([3; 60]);
+        let mut last = vec![6u8; 100];
+        last.extend([7; 100]);
+        assert_eq!(
+            got,
+            vec![
+                (Dest::Udp(a), 100, first),
+                (Dest::Udp(a), 0, vec![4; 100]),
+                (Dest::Tun, 0, vec![9; 10]),
+                (Dest::Udp(b), 0, vec![5; 100]),
+                (Dest::Udp(a), 100, last),
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_respect_segment_and_byte_limits() {
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut out = Outputs::new(70_000, 512);
+        for _ in 0..MAX_SEGMENTS + 5 {
+            out.send_udp(a, &[0; 10]);
+        }
+        for _ in 0..50 {
+            out.send_udp(a, &[1; 1500]);
+        }
+        out.batch_udp();
+        let lens: Vec<(u16, usize)> = sent(&out).iter().map(|(_, s, d)| (*s, d.len())).collect();
+        assert_eq!(
+            lens,
+            vec![
+                (10, MAX_SEGMENTS * 10),
+                (10, 50),
+                (1500, 43 * 1500),
+                (1500, 7 * 1500)
+            ]
+        );
+    }
+
+    #[test]
+    fn no_buffer_leaves_the_run_alone() {
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut out = Outputs::new(256, 3);
+        for i in 0..3 {
+            out.send_udp(a, &[i; 100]);
+        }
+        out.batch_udp();
+        assert_eq!(sent(&out).len(), 3, "pool exhausted: nothing merged, nothing lost");
+    }
+}
