@@ -6,7 +6,7 @@
 #                        [--payloads LIST] [--duration S] [--pps-duration S] [--pps-tries N]
 #                        [--fwd PATH] [--fwd-args "ARGS"] [--fwd-server-args "ARGS"]
 #                        [--fwd-client-args "ARGS"] [--openvpn PATH] [--json FILE]
-#                        [--label TEXT]
+#                        [--label TEXT] [--wait-idle S]
 #
 # Pairings (client-server; default all, in this order):
 #   ovpn-ovpn  openvpn 2.6 server (--disable-dco) <- openvpn client (--disable-dco)
@@ -26,8 +26,14 @@
 # length of every TCP / UDP-1400 test. --json defaults to WORKDIR/compare.json; the work
 # directory (/tmp/fwd-compare-*, kept) also holds every iperf3 JSON and the VPN logs.
 #
+# --wait-idle S first waits up to S seconds for the machine to be idle (< 10 % busy over 5 s;
+# other builds or benchmarks on the same cores skew everything); the busy percentage before
+# the run and the load averages are printed and stored in the JSON. --label TEXT is stored too.
+#
 # Server CPU: utime+stime of the server process (all threads, /proc/PID/stat) before and
-# after each test, divided by the GB iperf3 received.
+# after each test, divided by the GB iperf3 received. The JSON also has the client's CPU, the
+# UDP loss, and per namespace the IP fragments created / reassembled and UDP receive-buffer
+# drops during each test.
 #
 # Exit status: 0 everything measured; 1 some measurement n/a (tunnel down, no rate below
 # 1 % loss, ...; see the "n/a:" lines); 2 bad arguments or missing tools.
@@ -53,6 +59,7 @@ PPS_DURATION=3
 PPS_TRIES=6
 JSON_OUT=
 LABEL=
+WAIT_IDLE=0
 ORIG_ARGS=("$@")
 while (($#)); do
     case $1 in
@@ -71,6 +78,7 @@ while (($#)); do
     --openvpn) OVPN=$2; shift 2 ;;
     --json) JSON_OUT=$2; shift 2 ;;
     --label) LABEL=$2; shift 2 ;;
+    --wait-idle) WAIT_IDLE=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -87,7 +95,7 @@ check_list pairings "$PAIRINGS" ovpn-ovpn,fwd-fwd,ovpn-fwd,underlay
 check_list workloads "$WORKLOADS" tcp1,tcp4,udp1400,udp64
 check_list dirs "$DIRS" c2s,s2c
 check_list payloads "$PAYLOADS" 4,6
-for v in DURATION PPS_DURATION PPS_TRIES; do
+for v in DURATION PPS_DURATION PPS_TRIES WAIT_IDLE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die2 "--${v,,}: whole number expected"
 done
 ((DURATION >= 1 && DURATION <= 300)) || die2 "--duration must be 1..300 seconds"
@@ -117,6 +125,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- metadata -------------------------------------------------------------------------
+((WAIT_IDLE > 0)) && cmp_wait_idle "$WAIT_IDLE"
+BUSY0=$(cmp_busy 2)
+((BUSY0 < 15)) || cmp_log "!! the machine is ${BUSY0}% busy before the run: other load skews every number"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 fwd_version= fwd_commit= fwd_dirty=
 if [[ -x $FWD ]]; then
@@ -135,11 +146,16 @@ measure() {
     local pairing=$1 wl=$2 dir=$3 pl=$4 try=$5 rate=$6 dur=$7
     shift 7
     local name="$pairing-$wl-$dir-v$pl-$try" s0= s1= c0= c1= salive=1 scpu= ccpu=
+    local sn0 sn1 cn0 cn1 net=()
+    sn0=$(cmp_netstat server) cn0=$(cmp_netstat client1)
     [[ -n $SPID ]] && s0=$(cmp_cpu_ticks "$SPID")
     [[ -n $CPID ]] && c0=$(cmp_cpu_ticks "$CPID")
     cmp_iperf "$WORK/iperf/$name.json" "$dur" "$@"
     [[ -n $SPID ]] && s1=$(cmp_cpu_ticks "$SPID")
     [[ -n $CPID ]] && c1=$(cmp_cpu_ticks "$CPID")
+    sn1=$(cmp_netstat server) cn1=$(cmp_netstat client1)
+    # Deltas: IP fragments created / reassembly requests / UDP receive-buffer drops per side.
+    read -r -a net < <(echo "$sn0 $sn1 $cn0 $cn1" | awk '{ print $4 - $1, $5 - $2, $6 - $3, $10 - $7, $11 - $8, $12 - $9 }')
     if [[ -n $SPID ]]; then
         if [[ -n $s0 && -n $s1 ]] && kill -0 "$SPID" 2>/dev/null; then
             scpu=$(awk -v a="$s0" -v b="$s1" -v t="$CMP_TICK" 'BEGIN { printf "%.2f", (b - a) / t }')
@@ -154,6 +170,9 @@ measure() {
         pairing="$pairing" workload="$wl" dir="$dir" payload="$pl" try="$try" \
         rate_pps="$rate" duration="$dur" server_kind="$SERVER_KIND" client_kind="$CLIENT_KIND" \
         server_cpu_s="$scpu" client_cpu_s="$ccpu" server_alive="$salive" \
+        server_frag_creates="${net[0]:-}" server_reasm_reqds="${net[1]:-}" \
+        server_udp_rcvbuf_errors="${net[2]:-}" client_frag_creates="${net[3]:-}" \
+        client_reasm_reqds="${net[4]:-}" client_udp_rcvbuf_errors="${net[5]:-}" \
         args="$*"
 }
 
@@ -263,7 +282,7 @@ M_LABEL=$LABEL M_CMD=${CMDLINE% } M_OVPN=$OVPN M_FWD=$FWD M_FWD_VERSION=$fwd_ver
     M_FWD_COMMIT=$fwd_commit M_FWD_DIRTY=$fwd_dirty M_SARGS="${FWD_SERVER_ARGV[*]}" \
     M_CARGS="${FWD_CLIENT_ARGV[*]}" M_PAIRINGS=$PAIRINGS M_WORKLOADS=$WORKLOADS M_DIRS=$DIRS \
     M_PAYLOADS=$PAYLOADS M_DURATION=$DURATION M_PPS_DURATION=$PPS_DURATION \
-    M_PPS_TRIES=$PPS_TRIES M_LOAD0=$LOAD0 M_LOAD1=$LOAD1 M_WORK=$WORK \
+    M_PPS_TRIES=$PPS_TRIES M_BUSY0=$BUSY0 M_LOAD0=$LOAD0 M_LOAD1=$LOAD1 M_WORK=$WORK \
     python3 - "$WORK/meta.json" <<'EOF'
 import json, os, platform, subprocess, sys
 e = os.environ
@@ -295,6 +314,7 @@ meta = {
     "pps_duration_s": int(e["M_PPS_DURATION"]),
     "pps_tries": int(e["M_PPS_TRIES"]),
     "loss_limit_percent": 1.0,
+    "busy_percent_before": int(e["M_BUSY0"]),
     "loadavg_start": e["M_LOAD0"],
     "loadavg_end": e["M_LOAD1"],
     "workdir": e["M_WORK"],
@@ -305,7 +325,7 @@ EOF
 echo
 echo "fwd: $FWD ${fwd_version:+($fwd_version)}${fwd_commit:+, tree at ${fwd_commit:0:12}${fwd_dirty:+ (dirty)}}"
 echo "fwd server args: ${FWD_SERVER_ARGV[*]:-(none)}; fwd client args: ${FWD_CLIENT_ARGV[*]:-(none)}"
-echo "load average: start $LOAD0, end $LOAD1 ($(nproc) CPUs)"
+echo "machine: ${BUSY0}% busy before the run; load average start $LOAD0, end $LOAD1 ($(nproc) CPUs)"
 python3 "$here/compare.py" report "$RECORDS" "$JSON_OUT" "$WORK/meta.json"
 status=$?
 echo

@@ -9,6 +9,8 @@
 #   cmp_target PAIRING 4|6     the address iperf3 connects to (tunnel or underlay)
 #   cmp_iperf OUT ARGS...      one iperf3 test (fresh one-off server), JSON to OUT
 #   cmp_cpu_ticks PID          utime + stime of a process (all threads), clock ticks
+#   cmp_wait_idle MAX_S [PCT]  wait until the machine is idle (other users' load)
+#   cmp_netstat ROLE           fragmentation / UDP receive-buffer drop counters of a namespace
 #   cmp_stop PID               stop a process this script started (and forget it)
 #
 # Variables read: FWD (binary), FWD_SERVER_ARGV / FWD_CLIENT_ARGV (arrays of extra args),
@@ -57,6 +59,40 @@ cmp_stop() { # PID
 
 cmp_cpu_ticks() { # PID -> utime + stime (clock ticks); empty if the process is gone
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null
+}
+
+# cmp_netstat ROLE: "frag_creates reasm_reqds udp_rcvbuf_errors" (IPv4 + IPv6) so far in
+# ROLE's namespace: outer packets fragmented / reassembled, UDP datagrams dropped on a full
+# receive buffer.
+cmp_netstat() {
+    lab_exec "$1" cat /proc/net/snmp /proc/net/snmp6 2>/dev/null | awk '
+        /^(Ip|Udp): / { if (!($1 in hdr)) { for (i = 2; i <= NF; i++) h[$1, i] = $i; hdr[$1] = 1; next }
+                        for (i = 2; i <= NF; i++) v[substr($1, 1, length($1) - 1) h[$1, i]] = $i; next }
+        NF == 2 { v[$1] = $2 }
+        END { print v["IpFragCreates"] + v["Ip6FragCreates"], v["IpReasmReqds"] + v["Ip6ReasmReqds"],
+                    v["UdpRcvbufErrors"] + v["Udp6RcvbufErrors"] }'
+}
+
+# cmp_busy S: percentage of all CPUs busy (anything but idle/iowait) over the next S seconds.
+cmp_busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+    sleep "$1"
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+    echo "$a $b" | awk '{ d = ($3 - $1) + ($4 - $2); printf "%d", d > 0 ? 100 * ($3 - $1) / d : 0 }'
+}
+
+# cmp_wait_idle MAX_S [PCT]: wait (up to MAX_S) until the machine is below PCT % busy
+# (default 10) over a 5 s window; returns 1 if it never was. Other people's builds and
+# benchmarks on the same cores make every number here noise.
+cmp_wait_idle() {
+    local max=$1 pct=${2:-10} t0=$SECONDS b
+    while :; do
+        b=$(cmp_busy 5)
+        ((b < pct)) && { cmp_log "machine idle (${b}% busy)"; return 0; }
+        ((SECONDS - t0 >= max)) && { cmp_log "!! machine still ${b}% busy after ${max}s; measuring anyway (noisy)"; return 1; }
+        cmp_log "machine ${b}% busy; waiting for it to go idle (up to ${max}s)"
+    done
 }
 
 cmp_lab_up() { # WORK
