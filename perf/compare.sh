@@ -277,8 +277,11 @@ done
 
 # ---- report ---------------------------------------------------------------------------
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-CMDLINE="perf/compare.sh${ORIG_ARGS[*]:+ $(printf '%q ' "${ORIG_ARGS[@]}")}"
-M_LABEL=$LABEL M_CMD=${CMDLINE% } M_OVPN=$OVPN M_FWD=$FWD M_FWD_VERSION=$fwd_version \
+CMDLINE=perf/compare.sh
+for a in "${ORIG_ARGS[@]}"; do
+    if [[ $a =~ ^[A-Za-z0-9_./,:=+-]+$ ]]; then CMDLINE+=" $a"; else CMDLINE+=" '${a//\'/\'\\\'\'}'"; fi
+done
+M_LABEL=$LABEL M_CMD=$CMDLINE M_OVPN=$OVPN M_FWD=$FWD M_FWD_VERSION=$fwd_version \
     M_FWD_COMMIT=$fwd_commit M_FWD_DIRTY=$fwd_dirty M_SARGS="${FWD_SERVER_ARGV[*]}" \
     M_CARGS="${FWD_CLIENT_ARGV[*]}" M_PAIRINGS=$PAIRINGS M_WORKLOADS=$WORKLOADS M_DIRS=$DIRS \
     M_PAYLOADS=$PAYLOADS M_DURATION=$DURATION M_PPS_DURATION=$PPS_DURATION \

@@ -79,7 +79,7 @@ cmp_busy() {
     a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
     sleep "$1"
     b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
-    echo "$a $b" | awk '{ d = ($3 - $1) + ($4 - $2); printf "%d", d > 0 ? 100 * ($3 - $1) / d : 0 }'
+    echo "$a $b" | awk '{ d = ($3 - $1) + ($4 - $2); printf "%d", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
 }
 
 # cmp_wait_idle MAX_S [PCT]: wait (up to MAX_S) until the machine is below PCT % busy
