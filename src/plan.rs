@@ -15,8 +15,10 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::client::pushed::PullFilter;
 use crate::client::run::{ClientPlan, RemoteSpec};
-use crate::config::{self, ccd, Config, ControlWrapSpec, Role, Topology, TransportProto};
+use crate::config::{self, ccd, Config, ControlWrapSpec, IoDriver, Role, Topology, TransportProto};
 use crate::dataplane::peers::RenegLimits;
+use crate::dataplane::setup::DataPathConfig;
+use crate::dataplane::DriverKind;
 use crate::pool::{persist, Pool, PoolConfig, PoolV4, PoolV6, RestoreMode, V4Mode};
 use crate::proto::data::Cipher;
 use crate::proto::keys::{self, OccProto};
@@ -297,6 +299,7 @@ pub fn server_plan(cfg: &Config) -> Result<ServerPlan> {
         pool: build_pool(cfg)?,
         directory,
         dev: dev_name(&cfg.dev),
+        data_path: data_path(cfg, listen.is_ipv6()),
         threads: cfg
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -393,6 +396,9 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         _ => None,
     };
     Ok(ClientPlan {
+        // The remote's family is known only once resolved; `proto udp` means IPv4 here, as
+        // for an openvpn client reaching an IPv4 server.
+        data_path: data_path(cfg, cfg.proto == TransportProto::Udp6),
         session,
         remotes,
         dev: dev_name(&cfg.dev),
@@ -417,4 +423,32 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         },
         max_attempts: None,
     })
+}
+
+/// `offload` and `io` for the shards.
+fn data_path(cfg: &Config, link_v6: bool) -> DataPathConfig {
+    DataPathConfig {
+        mss: mss_limits(cfg, link_v6),
+        offload_off: !cfg.offload,
+        driver: match cfg.io {
+            IoDriver::Auto => DriverKind::Auto,
+            IoDriver::Uring => DriverKind::Uring,
+            IoDriver::Epoll => DriverKind::Poll,
+        },
+    }
+}
+
+/// The `mssfix` limits (IPv4, IPv6 inside the tunnel) as OpenVPN 2.6 computes them for an
+/// AEAD data channel with peer-id over UDP (`mss.c`, `frame_calculate_mssfix`): unset means
+/// its default (`1492 mtu` with tun-mtu 1500), 0 turns clamping off.
+fn mss_limits(cfg: &Config, link_v6: bool) -> (u16, u16) {
+    use crate::dataplane::mss::{self, Link, MssfixMode};
+    let (value, mode) = match cfg.mssfix {
+        Some(0) => return (0, 0),
+        Some(n) => (n, MssfixMode::Payload),
+        None => mss::default_mssfix(cfg.tun_mtu),
+    };
+    let link = if link_v6 { Link::Udp6 } else { Link::Udp4 };
+    let v4 = mss::mss_limit(value, mode, link, mss::AEAD_OVERHEAD_V2);
+    (v4, mss::v6_limit(v4))
 }

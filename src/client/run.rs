@@ -26,9 +26,9 @@ use rand::RngCore;
 use crate::client::pushed::{self, IfconfigV4, PullFilter, Pushed};
 use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
 use crate::dataplane::peers::{Peer, PeerTable};
-use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
+use crate::dataplane::setup::{open_tun, shard_options, DataPathConfig};
+use crate::dataplane::{spawn_shard, ShardIo};
 use crate::os::netlink::Netlink;
-use crate::os::tun::Tun;
 use crate::proto::data::{Cipher, Side};
 use crate::proto::messages::{ControlMessage, OCC_EXIT_PACKET, PING_MAGIC};
 use crate::proto::session::{CloseReason, DataParams, Event, Session, SessionConfig};
@@ -48,6 +48,8 @@ pub struct ClientPlan {
     pub session: Arc<SessionConfig>,
     pub remotes: Vec<RemoteSpec>,
     pub dev: String,
+    /// `offload`, `io`.
+    pub data_path: DataPathConfig,
     pub local: Option<SocketAddr>,
     pub data_ciphers: Vec<Cipher>,
     pub data_ciphers_fallback: Option<Cipher>,
@@ -88,19 +90,27 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The client's tun queue, kept across reconnects.
+struct TunQueue {
+    fd: OwnedFd,
+    /// Opened with `virtio_net_hdr`s (offloads on).
+    vnet: bool,
+}
+
 /// Run the client until `stop` is set (or `max_attempts` connections failed).
 pub fn run(plan: ClientPlan, stop: Arc<AtomicBool>) -> Result<()> {
     if plan.remotes.is_empty() {
         bail!("no remote configured");
     }
-    let tun =
-        Tun::create(&plan.dev, 1).with_context(|| format!("creating tun device {}", plan.dev))?;
+    let (tun, tun_vnet) = open_tun(&plan.dev, 1, plan.data_path)
+        .with_context(|| format!("creating tun device {}", plan.dev))?;
     let dev = tun.name().to_string();
-    let queue = tun
+    let fd = tun
         .into_queues()
         .into_iter()
         .next()
         .ok_or_else(|| anyhow!("tun has no queue"))?;
+    let queue = TunQueue { fd, vnet: tun_vnet };
     let mut nl = Netlink::open().context("opening rtnetlink")?;
     let ifindex = nl.link_index(&dev)?;
     tracing::info!(%dev, "TUN/TAP device opened");
@@ -227,7 +237,7 @@ fn resolve(remote: &RemoteSpec, retry: Duration, stop: &AtomicBool) -> Result<So
 fn connect_once(
     plan: &ClientPlan,
     remote: &RemoteSpec,
-    queue: &OwnedFd,
+    queue: &TunQueue,
     nl: &mut Netlink,
     ifindex: u32,
     dev: &str,
@@ -506,13 +516,13 @@ fn forward_loop(
     peers: &Arc<PeerTable>,
     p: &Pushed,
     sock: UdpSocket,
-    queue: &OwnedFd,
+    queue: &TunQueue,
     clock: Clock,
     stop: &Arc<AtomicBool>,
 ) -> Result<Outcome> {
     let ctl_sock = sock.try_clone()?;
     let (tx, rx) = bounded(1024);
-    let fwd = Forwarder::new(
+    let mut fwd = Forwarder::new(
         Mode::Client,
         peers.clone(),
         Arc::new(RouteTable::new()),
@@ -520,15 +530,17 @@ fn forward_loop(
         Arc::new(DropCounters::default()),
         clock,
     );
+    fwd.set_mss_limits(plan.data_path.mss);
     let shard_stop = Arc::new(AtomicBool::new(false));
-    let io = ShardIo::new(sock, queue.try_clone()?)?;
+    let opts = shard_options(plan.data_path, queue.vnet, &sock);
+    let io = ShardIo::new(sock, queue.fd.try_clone()?)?;
     let shard = spawn_shard(
         None,
         "fwd-client-shard".into(),
         io,
         fwd,
         shard_stop.clone(),
-        ShardOptions::default(),
+        opts,
     )?;
     let ping = pushed_timer(p.ping, plan.ping);
     let ping_restart = pushed_timer(p.ping_restart, plan.ping_restart);

@@ -34,6 +34,8 @@ pub struct Builder {
     pub tls_client: bool,
     pub pull: bool,
     pub threads: Option<usize>,
+    pub offload: Option<bool>,
+    pub io: Option<IoDriver>,
     pub force_prf: bool,
     pub dev: Option<String>,
     pub dev_type: Option<String>,
@@ -391,6 +393,31 @@ impl Builder {
                     )));
                 }
                 self.threads = Some(n as usize);
+            }
+            "offload" => {
+                let a = nargs(line, 1, 1)?;
+                self.offload = Some(match arg(a, 0)? {
+                    "on" => true,
+                    "off" => false,
+                    v => {
+                        return Err(ErrorKind::Invalid(format!(
+                            "offload must be on or off, got {v:?}"
+                        )))
+                    }
+                });
+            }
+            "io" => {
+                let a = nargs(line, 1, 1)?;
+                self.io = Some(match arg(a, 0)? {
+                    "auto" => IoDriver::Auto,
+                    "uring" | "io_uring" => IoDriver::Uring,
+                    "epoll" => IoDriver::Epoll,
+                    v => {
+                        return Err(ErrorKind::Invalid(format!(
+                            "io must be auto, uring or epoll, got {v:?}"
+                        )))
+                    }
+                });
             }
             "force-prf" => self.force_prf = bool_flag(line)?,
             "dev" => {

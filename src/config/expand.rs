@@ -488,6 +488,8 @@ pub fn finish(
     let config = Config {
         role,
         threads: b.threads,
+        offload: b.offload.unwrap_or(true),
+        io: b.io.unwrap_or_default(),
         dev,
         proto: b.proto.unwrap_or(TransportProto::Udp),
         local: b.local,

@@ -287,6 +287,11 @@ pub struct Config {
     pub role: Role,
     /// `threads N` (fwd): number of data-plane shards; None = one per core.
     pub threads: Option<usize>,
+    /// `offload on|off` (fwd): tun TSO/checksum offload, UDP GSO/GRO and coalescing where
+    /// the kernel has them (default on).
+    pub offload: bool,
+    /// `io auto|uring|epoll` (fwd): the data-plane driver.
+    pub io: IoDriver,
     pub dev: String,
     pub proto: TransportProto,
     pub local: Option<IpAddr>,
@@ -374,4 +379,16 @@ impl Config {
     pub fn tunnel_net_v6(&self) -> Option<Ipv6Net> {
         self.ifconfig_ipv6.map(|i| i.local.trunc())
     }
+}
+
+/// `io` (fwd): which data-plane driver the shards use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoDriver {
+    /// io_uring where the kernel allows it, else the portable driver.
+    #[default]
+    Auto,
+    /// io_uring only: fail at start if it is unavailable.
+    Uring,
+    /// The portable readiness driver (non-blocking syscalls in batches).
+    Epoll,
 }

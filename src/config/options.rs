@@ -58,6 +58,8 @@ pub const OPTIONS: &[OptionDoc] = &[
     o("tls-client", "", "Act as TLS client."),
     o("pull", "", "Accept options pushed by the server (client)."),
     o("threads", "N", "fwd: number of data-plane threads (default: one per core)."),
+    o("offload", "on|off", "fwd: kernel offloads on the data path (default on): TCP super-packets from the tun (TSO, checksum offload), UDP GSO sends and GRO receives, TCP coalescing into the tun; each falls back by itself where the kernel lacks it. off: one packet per read, write and datagram."),
+    o("io", "auto|uring|epoll", "fwd: data-plane driver (default auto: io_uring where the kernel allows it, else epoll). epoll: the portable driver for kernels or containers without io_uring."),
     o("force-prf", "", "fwd (testing only): derive data keys with the legacy TLS PRF even if the peer supports tls-ekm."),
     // Device
     o("dev", "tun|tunN", "Tun device name (tap is not supported)."),

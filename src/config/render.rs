@@ -79,6 +79,14 @@ pub fn render_with(c: &Config, opts: RenderOptions) -> String {
     if let Some(t) = c.threads {
         l!("threads {t}");
     }
+    if !c.offload {
+        l!("offload off");
+    }
+    match c.io {
+        IoDriver::Auto => {}
+        IoDriver::Uring => l!("io uring"),
+        IoDriver::Epoll => l!("io epoll"),
+    }
     if c.force_prf {
         l!("force-prf");
     }

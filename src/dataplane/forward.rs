@@ -27,8 +27,12 @@ use crate::proto::messages::{classify_plaintext, Plain};
 use crate::proto::wire::Opcode;
 use crate::route::{PeerId, RouteCache, RouteTable};
 
+use super::coalesce::Coalescer;
+use super::mss;
 use super::peers::{Peer, PeerTable};
 use super::{Outputs, ShardHandler};
+
+mod offload;
 
 /// P_DATA_V2 peer id meaning "none, look me up by address".
 const NO_PEER_ID: u32 = 0x00FF_FFFF;
@@ -146,6 +150,10 @@ pub struct Forwarder {
     now_ms: u64,
     /// Reused for the per-peer copies of a multicast packet.
     scratch: Vec<u8>,
+    /// TCP segments bound for a vnet tun, merged until the end of the batch.
+    coalescer: Coalescer,
+    /// `mssfix` limits for IPv4 / IPv6 TCP SYNs (0: leave alone).
+    mss: (u16, u16),
 }
 
 struct Inner {
@@ -203,7 +211,16 @@ impl Forwarder {
             clock,
             now_ms: clock.ms(Instant::now()),
             scratch: Vec::new(),
+            coalescer: Coalescer::new(),
+            mss: (0, 0),
         }
+    }
+
+    /// Clamps the MSS of TCP SYNs crossing the tunnel, both ways, to `v4` / `v6` (OpenVPN's
+    /// `mssfix`; 0 leaves that family alone), so the sealed datagrams fit the path MTU and
+    /// the kernel's UDP GSO can take them.
+    pub fn set_mss_limits(&mut self, (v4, v6): (u16, u16)) {
+        self.mss = (v4, v6);
     }
 
     /// Re-reads the clock (the shard does it after every batch).
@@ -296,6 +313,9 @@ impl Forwarder {
         }
         // Plaintext sits after header + packet id + tag.
         let start = HEADROOM + header + 4 + 16;
+        if let Some(p) = buf.get_mut(start..start + plain_len) {
+            mss::clamp(p, self.mss.0, self.mss.1);
+        }
         let Some(plain) = buf.get(start..start + plain_len) else {
             return;
         };
@@ -309,7 +329,11 @@ impl Forwarder {
             Plain::Ip => {}
         }
         match self.mode {
-            Mode::Client => out.write_tun_in_place(start..start + plain_len),
+            Mode::Client => {
+                if !self.coalesce(buf, start, plain_len, out) {
+                    out.write_tun_in_place(start..start + plain_len)
+                }
+            }
             Mode::Server { client_to_client } => {
                 self.route_from_client(peer, buf, start, plain_len, client_to_client, out)
             }
@@ -358,11 +382,26 @@ impl Forwarder {
                 }
             }
         }
-        out.write_tun_in_place(start..start + plain_len);
+        if !self.coalesce(buf, start, plain_len, out) {
+            out.write_tun_in_place(start..start + plain_len);
+        }
     }
 
     /// A packet read from the tun queue. `buf[HEADROOM..HEADROOM + len]` holds it.
     pub fn tun_in(&mut self, buf: &mut [u8], len: usize, out: &mut Outputs) {
+        let hdr = match out.tun_vnet() {
+            true => match self.tun_packet_ready(buf, len) {
+                Ok(h) => h,
+                Err(()) => return,
+            },
+            false => Default::default(),
+        };
+        // A SYN is never a super-packet, and its checksum is complete by now.
+        if hdr.is_single() {
+            if let Some(p) = buf.get_mut(HEADROOM..HEADROOM + len) {
+                mss::clamp(p, self.mss.0, self.mss.1);
+            }
+        }
         let id = match self.mode {
             Mode::Client => PeerId(0),
             Mode::Server { .. } => {
@@ -387,6 +426,7 @@ impl Forwarder {
         };
         let guard = self.peers.load(id);
         match guard.as_ref().and_then(|g| g.as_deref()) {
+            Some(p) if !hdr.is_single() => self.seal_segments(p, &hdr, buf, len, out),
             Some(p) => self.seal_in_place(p, buf, 0, len, out),
             None => self.drops.count(Drop::NoRoute),
         }
@@ -459,11 +499,23 @@ impl ShardHandler for Forwarder {
         self.udp_in(from, buf, len, out)
     }
 
+    fn on_udp_gro(
+        &mut self,
+        from: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+        seg: usize,
+        out: &mut Outputs,
+    ) {
+        offload::udp_gro(self, from, buf, len, seg, out)
+    }
+
     fn on_tun(&mut self, buf: &mut [u8], len: usize, out: &mut Outputs) {
         self.tun_in(buf, len, out)
     }
 
-    fn on_tick(&mut self, _out: &mut Outputs) {
+    fn on_tick(&mut self, out: &mut Outputs) {
+        self.coalescer.flush(out);
         self.refresh_clock();
         // Picks up a new route snapshot now rather than at the next packet, so an idle shard
         // does not keep an old one alive (RouteCache doc).

@@ -17,7 +17,17 @@ pub(crate) const MAX_BYTES: usize = 65_000;
 impl Outputs {
     /// Merges runs of single-datagram UDP outputs to one destination into GSO outputs
     /// (copying each run into one pool buffer). A run that cannot get a buffer stays as it is.
-    pub(crate) fn batch_udp(&mut self) {
+    /// Makes the queued UDP outputs fit a kernel that takes GSO sends of datagrams up to
+    /// `max_segment` bytes (0: no GSO): larger GSO outputs are split back into datagrams,
+    /// runs of datagrams up to that size are merged.
+    pub(crate) fn fit_gso(&mut self, max_segment: usize) {
+        self.unbatch_udp(max_segment);
+        if max_segment > 0 {
+            self.batch_udp(max_segment);
+        }
+    }
+
+    fn batch_udp(&mut self, max_segment: usize) {
         let ops = std::mem::take(&mut self.ops);
         let mut merged: Vec<Op> = Vec::with_capacity(ops.len());
         let mut run: Vec<Op> = Vec::new();
@@ -25,7 +35,7 @@ impl Outputs {
             if !self.joins(&run, &op) {
                 self.close_run(&mut run, &mut merged);
             }
-            if mergeable(&op) {
+            if mergeable(&op) && len_of(&op) <= max_segment {
                 run.push(op);
             } else {
                 merged.push(op);
@@ -81,6 +91,50 @@ impl Outputs {
         });
     }
 
+    /// Turns every GSO output back into one output per datagram (copies), for a shard
+    /// whose kernel or route cannot take GSO sends. Datagrams without a buffer are dropped
+    /// and counted.
+    fn unbatch_udp(&mut self, max_segment: usize) {
+        if self
+            .ops
+            .iter()
+            .all(|o| usize::from(o.segment) <= max_segment)
+        {
+            return;
+        }
+        let ops = std::mem::take(&mut self.ops);
+        let mut split: Vec<Op> = Vec::with_capacity(ops.len());
+        for op in ops {
+            let seg = usize::from(op.segment);
+            let (Data::Owned(src, r), true) = (&op.data, seg > max_segment) else {
+                split.push(op);
+                continue;
+            };
+            let Some(data) = src.get(r.clone()) else {
+                continue;
+            };
+            for d in data.chunks(seg) {
+                match self.alloc_for(d.len()) {
+                    Some(mut b) => {
+                        if let Some(dst) = b.get_mut(..d.len()) {
+                            dst.copy_from_slice(d);
+                        }
+                        split.push(Op {
+                            dest: op.dest,
+                            data: Data::Owned(b, 0..d.len()),
+                            segment: 0,
+                        });
+                    }
+                    None => self.stats.tx_dropped += 1,
+                }
+            }
+            if let Data::Owned(src, _) = op.data {
+                self.recycle(src);
+            }
+        }
+        self.ops = split;
+    }
+
     fn alloc_for(&mut self, len: usize) -> Option<Buf> {
         let b = self.alloc()?;
         if b.len() >= len {
@@ -89,6 +143,27 @@ impl Outputs {
         self.recycle(b);
         None
     }
+}
+
+/// The new GSO size limit after the kernel failed a GSO send of `segment`-byte datagrams
+/// with `errno`. EMSGSIZE/EINVAL: the datagrams exceed the route's MTU (GSO never
+/// fragments), so only smaller ones are batched from now on (a tunnel whose MSS is clamped
+/// still gets GSO). EIO: the device cannot checksum, no GSO at all (as quinn-udp does).
+/// Other errors (no route, ICMP errors) say nothing about GSO.
+pub(crate) fn after_refusal(limit: usize, segment: usize, errno: i32) -> usize {
+    let new = match errno {
+        libc::EMSGSIZE | libc::EINVAL => limit.min(segment.saturating_sub(1)),
+        libc::EIO => 0,
+        _ => limit,
+    };
+    if new < limit {
+        tracing::info!(
+            error = %std::io::Error::from_raw_os_error(errno),
+            segment,
+            "UDP GSO send refused; datagrams of this size go one by one"
+        );
+    }
+    new
 }
 
 /// A single-datagram UDP output with its bytes resolved.
@@ -132,7 +207,7 @@ mod tests {
         out.send_udp(b, &[5; 100]);
         out.send_udp(a, &[6; 100]);
         out.send_udp(a, &[7; 100]);
-        out.batch_udp();
+        out.fit_gso(1500);
         let got = sent(&out);
         let mut first = vec![1u8; 100];
         first.extend([2; 100]);
@@ -161,7 +236,7 @@ mod tests {
         for _ in 0..50 {
             out.send_udp(a, &[1; 1500]);
         }
-        out.batch_udp();
+        out.fit_gso(1500);
         let lens: Vec<(u16, usize)> = sent(&out).iter().map(|(_, s, d)| (*s, d.len())).collect();
         assert_eq!(
             lens,
@@ -175,13 +250,41 @@ mod tests {
     }
 
     #[test]
+    fn unbatch_restores_the_datagrams() {
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut out = Outputs::new(70_000, 64);
+        out.send_udp(a, &[1; 100]);
+        out.send_udp(a, &[2; 100]);
+        out.send_udp(a, &[3; 40]);
+        out.write_tun(&[9; 10]);
+        out.fit_gso(100);
+        assert_eq!(out.ops.len(), 2);
+        out.fit_gso(99);
+        let got: Vec<Vec<u8>> = sent(&out)
+            .into_iter()
+            .map(|(_, s, d)| {
+                assert_eq!(s, 0);
+                d
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![vec![1; 100], vec![2; 100], vec![3; 40], vec![9; 10]]
+        );
+    }
+
+    #[test]
     fn no_buffer_leaves_the_run_alone() {
         let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let mut out = Outputs::new(256, 3);
         for i in 0..3 {
             out.send_udp(a, &[i; 100]);
         }
-        out.batch_udp();
-        assert_eq!(sent(&out).len(), 3, "pool exhausted: nothing merged, nothing lost");
+        out.fit_gso(1500);
+        assert_eq!(
+            sent(&out).len(),
+            3,
+            "pool exhausted: nothing merged, nothing lost"
+        );
     }
 }

@@ -20,6 +20,8 @@ mod outputs;
 pub mod peers;
 mod poll;
 pub mod segment;
+pub mod setup;
+pub mod steer;
 mod sys;
 mod uring;
 pub mod vnet;
@@ -320,7 +322,9 @@ fn resolve_driver(kind: DriverKind) -> DriverKind {
 fn sanitize(opts: &ShardOptions) -> ShardOptions {
     let mut o = opts.clone();
     o.tick = o.tick.max(Duration::from_millis(1));
-    o.buf_len = o.buf_len.clamp(HEADROOM + 64, HEADROOM + MAX_SUPER_PACKET + 64);
+    o.buf_len = o
+        .buf_len
+        .clamp(HEADROOM + 64, HEADROOM + MAX_SUPER_PACKET + 64);
     o.udp_depth = o.udp_depth.clamp(1, 4096);
     o.tun_depth = o.tun_depth.clamp(1, 4096);
     o.tx_slots = o.tx_slots.clamp(1, 16384);

@@ -142,8 +142,7 @@ impl Outputs {
     /// Queues `buf[range]` of the buffer being handled (as passed to `on_udp`/`on_tun`) to
     /// be sent to `to` without copying. Out-of-range outputs are dropped and counted.
     pub fn send_udp_in_place(&mut self, to: SocketAddr, range: Range<usize>) {
-        self.ops
-            .push(Op::new(Dest::Udp(to), Data::Current(range)));
+        self.ops.push(Op::new(Dest::Udp(to), Data::Current(range)));
     }
 
     /// Queues `buf[range]` of the buffer being handled to be written to the tun queue

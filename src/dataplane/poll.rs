@@ -26,7 +26,11 @@ pub(crate) fn run<H: ShardHandler>(
     let family = sys::socket_family(udp)?;
     let mut out = Outputs::new(opts.buf_len, opts.max_buffers);
     out.set_tun_vnet(opts.tun_vnet);
-    let mut gso = opts.udp_gso;
+    let mut gso_max = if opts.udp_gso {
+        usize::from(u16::MAX)
+    } else {
+        0
+    };
     let timeout_ms = libc::c_int::try_from(opts.tick.as_millis())
         .unwrap_or(libc::c_int::MAX)
         .max(1);
@@ -73,10 +77,8 @@ pub(crate) fn run<H: ShardHandler>(
         let start = out.ops.len();
         handler.on_tick(&mut out);
         out.drop_current(start);
-        if gso {
-            out.batch_udp();
-        }
-        flush(udp, tun, family, &mut out, &mut gso);
+        out.fit_gso(gso_max);
+        flush(udp, tun, family, &mut out, &mut gso_max);
     }
     Ok(())
 }
@@ -171,7 +173,7 @@ fn flush(
     tun: BorrowedFd<'_>,
     family: libc::c_int,
     out: &mut Outputs,
-    gso: &mut bool,
+    gso_max: &mut usize,
 ) {
     // Drained and handed back so the queue keeps its capacity across batches.
     let mut ops: Vec<Op> = std::mem::take(&mut out.ops);
@@ -191,11 +193,8 @@ fn flush(
                 Some(len) if op.segment > 0 => {
                     let r = sys::send_gso(udp, data, &st, len, op.segment);
                     if let Err(e) = &r {
-                        if *gso && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
-                            // Never again on this shard; see the io_uring driver.
-                            *gso = false;
-                            tracing::info!(error = %e, "UDP GSO send refused; sending datagrams one by one");
-                        }
+                        let errno = e.raw_os_error().unwrap_or(0);
+                        *gso_max = super::gso::after_refusal(*gso_max, op.segment.into(), errno);
                     }
                     r.map(|_| {
                         out.stats.udp_tx += 1;

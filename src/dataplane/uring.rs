@@ -407,8 +407,8 @@ struct TxSlot {
     addr: libc::sockaddr_storage,
     /// The UDP_SEGMENT control message of a GSO send (u64s for cmsghdr alignment).
     ctrl: [u64; GRO_CMSG_SPACE / 8],
-    /// The send in flight is a GSO send.
-    gso: bool,
+    /// Segment size of the GSO send in flight (0: a plain send).
+    gso: usize,
     buf: Option<Buf>,
 }
 
@@ -437,8 +437,8 @@ struct Driver {
     leak: bool,
     /// Bytes of `virtio_net_hdr` before each tun packet read (0 or VNET_HDR_LEN).
     tun_front: usize,
-    /// Merge sends into UDP GSO sends; cleared for good when the kernel rejects one.
-    gso: bool,
+    /// Largest datagram sent in UDP GSO sends (0: none); lowered when the kernel rejects one.
+    gso_max: usize,
     out: Outputs,
 }
 
@@ -493,7 +493,7 @@ impl Driver {
                     },
                     addr: sys::zeroed_storage(),
                     ctrl: [0; GRO_CMSG_SPACE / 8],
-                    gso: false,
+                    gso: 0,
                     buf: None,
                 })
             })
@@ -506,7 +506,11 @@ impl Driver {
         Ok(Driver {
             ring,
             tun_front: if opts.tun_vnet { VNET_HDR_LEN } else { 0 },
-            gso: opts.udp_gso,
+            gso_max: if opts.udp_gso {
+                usize::from(u16::MAX)
+            } else {
+                0
+            },
             udp_fd: io.udp.as_raw_fd(),
             tun_fd: io.tun.as_raw_fd(),
             wake_fd: io.waker.fd().as_raw_fd(),
@@ -768,7 +772,7 @@ impl Driver {
                 Ok(())
             }
             TAG_UDP_SEND | TAG_TUN_WRITE => {
-                let mut was_gso = false;
+                let mut was_gso = 0;
                 if let Some(s) = self.tx.get_mut(idx) {
                     was_gso = std::mem::take(&mut s.gso);
                     if let Some(b) = s.buf.take() {
@@ -776,14 +780,8 @@ impl Driver {
                         self.tx_free.push(idx);
                     }
                 }
-                if was_gso && (res == -libc::EIO || res == -libc::EINVAL) && self.gso {
-                    // The route's device cannot segment (or a segment exceeds its MTU):
-                    // single datagrams from now on, as quinn-udp does.
-                    self.gso = false;
-                    tracing::info!(
-                        error = %io::Error::from_raw_os_error(-res),
-                        "UDP GSO send refused; sending datagrams one by one"
-                    );
+                if was_gso > 0 && res < 0 {
+                    self.gso_max = super::gso::after_refusal(self.gso_max, was_gso, -res);
                 }
                 if res < 0 {
                     self.out.stats.tx_errors += 1;
@@ -960,9 +958,7 @@ impl Driver {
 
     /// Submits the queued outputs.
     fn flush(&mut self) -> io::Result<()> {
-        if self.gso {
-            self.out.batch_udp();
-        }
+        self.out.fit_gso(self.gso_max);
         // Drained and handed back so the queue keeps its capacity across batches.
         let mut ops = std::mem::take(&mut self.out.ops);
         for op in ops.drain(..) {
@@ -1004,8 +1000,8 @@ impl Driver {
                     slot.hdr.msg_control = std::ptr::null_mut();
                     slot.hdr.msg_controllen = 0;
                     slot.hdr.msg_flags = 0;
-                    slot.gso = op.segment > 0;
-                    if slot.gso {
+                    slot.gso = usize::from(op.segment);
+                    if slot.gso > 0 {
                         self.out.stats.udp_gso_sends += 1;
                         sys::write_segment_cmsg(&mut slot.ctrl, op.segment);
                         slot.hdr.msg_control = slot.ctrl.as_mut_ptr().cast();

@@ -103,9 +103,27 @@ impl Tun {
         let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
         let mut last = io::Error::from(io::ErrorKind::Unsupported);
         for (flags, got) in [
-            (tso | TUN_F_USO4 | TUN_F_USO6, Offloads { tso: true, uso: true }),
-            (tso, Offloads { tso: true, uso: false }),
-            (TUN_F_CSUM, Offloads { tso: false, uso: false }),
+            (
+                tso | TUN_F_USO4 | TUN_F_USO6,
+                Offloads {
+                    tso: true,
+                    uso: true,
+                },
+            ),
+            (
+                tso,
+                Offloads {
+                    tso: true,
+                    uso: false,
+                },
+            ),
+            (
+                TUN_F_CSUM,
+                Offloads {
+                    tso: false,
+                    uso: false,
+                },
+            ),
         ] {
             // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
             let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, flags) };

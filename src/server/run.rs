@@ -18,13 +18,13 @@ use rand::RngCore;
 
 use crate::dataplane::forward::{self, Clock, DropCounters, Forwarder, Mode, ToControl};
 use crate::dataplane::peers::{Peer, PeerTable, RenegLimits};
-use crate::dataplane::{spawn_shard, ShardIo, ShardOptions};
+use crate::dataplane::setup::{open_tun, shard_options, DataPathConfig};
+use crate::dataplane::{spawn_shard, ShardIo};
 use crate::mgmt::reply::{LoadStats, LocalInfo, ServerState};
 use crate::mgmt::server::{MgmtRequest, Request};
 use crate::mgmt::status::{ClientRow, StatusSnapshot, StatusVersion};
 use crate::mgmt::time::Stamp;
 use crate::os::netlink::Netlink;
-use crate::os::tun::Tun;
 use crate::os::udp;
 use crate::pool::Pool;
 use crate::proto::data::Side;
@@ -66,6 +66,8 @@ pub struct ServerPlan {
     pub directory: Box<dyn ClientDirectory + Send>,
     pub dev: String,
     pub threads: usize,
+    /// `offload`, `io`.
+    pub data_path: DataPathConfig,
     pub listen: SocketAddr,
     pub v6only: Option<bool>,
     /// Socket buffer sizes in bytes (`sndbuf` / `rcvbuf`, or fwd's default).
@@ -104,7 +106,7 @@ fn unix_now() -> u64 {
 /// Run the server until `stop` is set.
 pub fn run(plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let threads = plan.threads.max(1);
-    let tun = Tun::create(&plan.dev, threads)
+    let (tun, tun_vnet) = open_tun(&plan.dev, threads, plan.data_path)
         .with_context(|| format!("creating tun device {}", plan.dev))?;
     let dev = tun.name().to_string();
     configure_tun(&plan, &dev)?;
@@ -117,6 +119,13 @@ pub fn run(plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
     let sockets = udp::bind_reuseport_with(plan.listen, threads, &udp_opts)
         .with_context(|| format!("binding UDP {}", plan.listen))?;
     let local = sockets[0].local_addr()?;
+    if threads > 1 {
+        // One client's data packets reach one shard, whatever address it floats to.
+        let n = u32::try_from(threads).unwrap_or(u32::MAX);
+        if let Err(e) = crate::dataplane::steer::attach(&sockets[0], n) {
+            tracing::info!(error = %e, "no peer-id steering; the kernel's 4-tuple hash spreads clients");
+        }
+    }
     let control_sock = sockets[0]
         .try_clone()
         .context("duplicating the control socket")?;
@@ -130,7 +139,7 @@ pub fn run(plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
 
     let mut shards = Vec::new();
     for (i, (sock, queue)) in sockets.into_iter().zip(tun.into_queues()).enumerate() {
-        let fwd = Forwarder::new(
+        let mut fwd = Forwarder::new(
             Mode::Server {
                 client_to_client: plan.client_to_client,
             },
@@ -140,7 +149,9 @@ pub fn run(plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
             drops.clone(),
             clock,
         );
+        fwd.set_mss_limits(plan.data_path.mss);
         let core = (threads > 1).then_some(i);
+        let opts = shard_options(plan.data_path, tun_vnet, &sock);
         let io = ShardIo::new(sock, queue)?;
         shards.push(spawn_shard(
             core,
@@ -148,7 +159,7 @@ pub fn run(plan: ServerPlan, stop: Arc<AtomicBool>) -> Result<()> {
             io,
             fwd,
             stop.clone(),
-            ShardOptions::default(),
+            opts,
         )?);
     }
     let (mgmt, mgmt_rx) = match plan.management {
