@@ -399,6 +399,8 @@ pub fn client_plan(cfg: &Config) -> Result<ClientPlan> {
         // The remote's family is known only once resolved; `proto udp` means IPv4 here, as
         // for an openvpn client reaching an IPv4 server.
         data_path: data_path(cfg, cfg.proto == TransportProto::Udp6),
+        sndbuf: cfg.sndbuf.map_or(DEFAULT_SOCKET_BUFFER, |b| b as usize),
+        rcvbuf: cfg.rcvbuf.map_or(DEFAULT_SOCKET_BUFFER, |b| b as usize),
         session,
         remotes,
         dev: dev_name(&cfg.dev),

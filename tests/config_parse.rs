@@ -14,6 +14,8 @@ const SAMPLES: &[(&str, char)] = &[
     ("mode server\ntls-server\nifconfig 10.9.0.1 255.255.255.0\ntopology subnet", 'S'),
     ("tls-client\npull", 'C'),
     ("threads 4", 'S'),
+    ("offload off\nio epoll", 'S'),
+    ("offload on\nio uring", 'C'),
     ("force-prf", 'S'),
     ("dev-type tun\nserver 10.8.0.0 255.255.255.0", 'S'),
     ("tun-ipv6\nserver 10.8.0.0 255.255.255.0", 'S'),

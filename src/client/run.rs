@@ -50,6 +50,9 @@ pub struct ClientPlan {
     pub dev: String,
     /// `offload`, `io`.
     pub data_path: DataPathConfig,
+    /// Socket buffer sizes in bytes (`sndbuf` / `rcvbuf`, or fwd's default).
+    pub sndbuf: usize,
+    pub rcvbuf: usize,
     pub local: Option<SocketAddr>,
     pub data_ciphers: Vec<Cipher>,
     pub data_ciphers_fallback: Option<Cipher>,
@@ -250,6 +253,9 @@ fn connect_once(
         (None, SocketAddr::V6(_)) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let sock = UdpSocket::bind(bind).with_context(|| format!("binding {bind}"))?;
+    // A GRO receive holds up to 64 KiB: the default buffer holds only a few of them.
+    crate::os::udp::set_buffers(&sock, plan.sndbuf, plan.rcvbuf)
+        .context("setting sndbuf/rcvbuf")?;
     sock.connect(server)
         .with_context(|| format!("connecting UDP to {server}"))?;
     tracing::info!(%server, "connecting");

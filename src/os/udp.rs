@@ -144,6 +144,14 @@ pub fn enable_gro(sock: &UdpSocket) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets SO_SNDBUF / SO_RCVBUF of an already bound socket (forced past the system maximum
+/// when privileged, as for the shards' sockets).
+pub fn set_buffers(sock: &UdpSocket, sndbuf: usize, rcvbuf: usize) -> io::Result<()> {
+    let s = socket2::SockRef::from(sock);
+    set_buf(&s, libc::SO_SNDBUFFORCE, sndbuf).or_else(|_| s.set_send_buffer_size(sndbuf))?;
+    set_buf(&s, libc::SO_RCVBUFFORCE, rcvbuf).or_else(|_| s.set_recv_buffer_size(rcvbuf))
+}
+
 fn set_buf(sock: &Socket, opt: libc::c_int, n: usize) -> io::Result<()> {
     let val = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
     setsockopt_int(sock, libc::SOL_SOCKET, opt, val)
