@@ -32,6 +32,7 @@
 use std::net::IpAddr;
 
 use super::csum;
+use super::ip::{PROTO_TCP, TCP_ACK, TCP_PSH};
 use super::outputs::{Buf, Dest, Outputs};
 use super::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN};
 
@@ -40,9 +41,6 @@ pub const MAX_FLOWS: usize = 8;
 /// Segments per super-packet (Linux `MAX_GRO_SKBS`-like bound the tun also accepts).
 pub const MAX_SEGMENTS: u16 = 64;
 
-const PROTO_TCP: u8 = 6;
-const TCP_ACK: u8 = 0x10;
-const TCP_PSH: u8 = 0x08;
 const MAX_IP_LEN: usize = 65535;
 
 /// One flow: version, addresses (IPv4 in the first 4 bytes) and `sport << 16 | dport`.

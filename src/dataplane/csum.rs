@@ -67,6 +67,12 @@ pub fn ipv4_header(hdr: &[u8]) -> u16 {
     finish(add(add(0, head), tail))
 }
 
+/// RFC 1624 eqn. 3: the checksum field after one 16-bit word at an even offset of the
+/// summed data changed from `old` to `new`, `HC' = ~(~HC + ~m + m')`.
+pub fn replace_word(check: u16, old: u16, new: u16) -> u16 {
+    finish(u64::from(!check) + u64::from(!old) + u64::from(new))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

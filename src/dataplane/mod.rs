@@ -15,6 +15,7 @@ pub mod coalesce;
 pub mod csum;
 pub mod forward;
 mod gso;
+pub mod ip;
 pub mod mss;
 mod outputs;
 pub mod peers;

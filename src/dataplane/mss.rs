@@ -15,6 +15,9 @@
 //! MSS 1460 to **1400** (IPv6 inner: 1380); over IPv6: 1380 (1360). The tests below carry
 //! every measured case.
 
+use super::csum;
+use super::ip::{PROTO_TCP, TCP_HDR_LEN, TCP_SYN};
+
 /// OpenVPN's `MSSFIX_DEFAULT`: the `mssfix` used (with `mtu`) when tun-mtu is 1500.
 pub const MSSFIX_DEFAULT: u32 = 1492;
 /// OpenVPN's `TUN_MTU_DEFAULT`.
@@ -142,9 +145,6 @@ pub fn clamp_partial_csum(pkt: &mut [u8], max_v4: u16, max_v6: u16) -> bool {
     clamp_inner(pkt, max_v4, max_v6, false)
 }
 
-const IPPROTO_TCP: u8 = 6;
-const TCP_SYN: u8 = 0x02;
-const TCP_HDR: usize = 20;
 const OPT_EOL: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
@@ -158,7 +158,7 @@ fn clamp_inner(pkt: &mut [u8], max_v4: u16, max_v6: u16, update_csum: bool) -> b
     };
     let (tcp_start, ip_end, max) = match first >> 4 {
         4 => {
-            if pkt.len() < 20 || pkt[9] != IPPROTO_TCP {
+            if pkt.len() < 20 || pkt[9] != PROTO_TCP {
                 return false;
             }
             // Only the first fragment (offset 0) carries the TCP header.
@@ -174,7 +174,7 @@ fn clamp_inner(pkt: &mut [u8], max_v4: u16, max_v6: u16, update_csum: bool) -> b
         }
         6 => {
             // Next header TCP directly; extension headers are left alone (as OpenVPN does).
-            if pkt.len() < 40 || pkt[6] != IPPROTO_TCP {
+            if pkt.len() < 40 || pkt[6] != PROTO_TCP {
                 return false;
             }
             let total = 40 + usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
@@ -204,11 +204,11 @@ fn clamp_tcp(tcp: &mut [u8], max: u16, update_csum: bool) -> bool {
         return false;
     };
     let hlen = usize::from(doff >> 4) * 4;
-    if hlen <= TCP_HDR || hlen > tcp.len() {
+    if hlen <= TCP_HDR_LEN || hlen > tcp.len() {
         return false;
     }
     let mut changed = false;
-    let mut i = TCP_HDR;
+    let mut i = TCP_HDR_LEN;
     while i < hlen {
         match tcp[i] {
             OPT_EOL => break,
@@ -227,8 +227,9 @@ fn clamp_tcp(tcp: &mut [u8], max: u16, update_csum: bool) -> bool {
                         tcp[i + 2..i + 4].copy_from_slice(&max.to_be_bytes());
                         if update_csum {
                             let check = u16::from_be_bytes([tcp[16], tcp[17]]);
-                            tcp[16..18]
-                                .copy_from_slice(&csum_replace(check, old, max).to_be_bytes());
+                            tcp[16..18].copy_from_slice(
+                                &csum::replace_word(check, old, max).to_be_bytes(),
+                            );
                         }
                         changed = true;
                     }
@@ -238,16 +239,6 @@ fn clamp_tcp(tcp: &mut [u8], max: u16, update_csum: bool) -> bool {
         }
     }
     changed
-}
-
-/// RFC 1624 eqn. 3: the checksum after one 16-bit word changed from `old` to `new`,
-/// `HC' = ~(~HC + ~m + m')`. The MSS value sits at an even offset of the TCP header, so
-/// it is one aligned word of the sum.
-fn csum_replace(check: u16, old: u16, new: u16) -> u16 {
-    let mut s = u32::from(!check) + u32::from(!old) + u32::from(new);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    !(s as u16)
 }
 
 #[cfg(test)]

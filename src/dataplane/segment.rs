@@ -21,15 +21,8 @@
 use std::fmt;
 
 use super::csum;
+use super::ip::{IPV6_HDR_LEN, PROTO_TCP, PROTO_UDP, TCP_CWR, TCP_FIN, TCP_PSH, UDP_HDR_LEN};
 use super::vnet::{VnetHdr, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
-
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
-const IPV6_HDR_LEN: usize = 40;
-const UDP_HDR_LEN: usize = 8;
 
 /// Why a packet from the tun could not be turned into wire packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::dataplane::csum;
+
 /// First bytes of every payload we send, so foreign traffic is never counted as a reply.
 pub const MAGIC: [u8; 4] = *b"fwdL";
 /// IPv4 header (no options) + ICMP header.
@@ -72,28 +74,9 @@ impl NotReply {
     }
 }
 
-/// The Internet checksum (RFC 1071) of `data`, continuing from the partial sum `sum`.
-fn fold(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-fn finish(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Internet checksum of `data` alone.
 pub fn checksum(data: &[u8]) -> u16 {
-    finish(fold(0, data))
+    csum::finish(csum::add(0, data))
 }
 
 fn put_tag(out: &mut [u8], tag: Tag) {
@@ -153,11 +136,9 @@ pub fn echo_request_v4(out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr, size: us
 
 /// ICMPv6 checksum over the pseudo-header (RFC 8200 §8.1) and `icmp`.
 fn icmp6_checksum(src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> u16 {
-    let mut sum = fold(0, &src.octets());
-    sum = fold(sum, &dst.octets());
-    sum += icmp.len() as u32;
-    sum += u32::from(PROTO_ICMP6);
-    finish(fold(sum, icmp))
+    let len = u32::try_from(icmp.len()).unwrap_or(u32::MAX);
+    let pseudo = csum::pseudo_header(src.into(), dst.into(), PROTO_ICMP6, len);
+    csum::finish(csum::add(pseudo, icmp))
 }
 
 /// Writes an IPv6 echo request of `size` bytes (clamped) into `out` (cleared first).
