@@ -62,24 +62,8 @@ pub trait ShardHandler: Send {
         seg: usize,
         out: &mut Outputs,
     ) {
-        let seg = seg.max(1);
-        let mut off = HEADROOM;
-        while off < HEADROOM + len {
-            let n = seg.min(HEADROOM + len - off);
-            let (Some(src), Some(mut b)) = (buf.get(off..off + n), out.alloc()) else {
-                out.stats.tx_dropped += 1;
-                off += n;
-                continue;
-            };
-            if let Some(dst) = b.get_mut(HEADROOM..HEADROOM + n) {
-                dst.copy_from_slice(src);
-            }
-            let start = out.queued();
-            self.on_udp(from, &mut b, n, out);
-            if let Some(b) = out.resolve_current(start, b) {
-                out.recycle(b);
-            }
-            off += n;
+        for (off, n) in gro_segments(len, seg) {
+            on_udp_alone(self, from, buf.get(HEADROOM + off..HEADROOM + off + n), out);
         }
     }
     /// A packet was read from this shard's tun queue (same headroom convention). When the
@@ -90,6 +74,44 @@ pub trait ShardHandler: Send {
     /// Called after every batch and at least every `tick`: control messages, timers,
     /// snapshot reloads. `*_in_place` outputs are meaningless here and are dropped.
     fn on_tick(&mut self, out: &mut Outputs);
+}
+
+/// The datagrams of a GRO receive of `len` bytes cut at `seg`: (offset from the first
+/// datagram, length) of each.
+pub(crate) fn gro_segments(len: usize, seg: usize) -> impl Iterator<Item = (usize, usize)> {
+    let seg = seg.max(1);
+    (0..len)
+        .step_by(seg)
+        .map(move |off| (off, seg.min(len - off)))
+}
+
+/// Hands `datagram` to `handler` in a pool buffer of its own (with headroom), as a driver
+/// would, and returns the buffer once the outputs are resolved. No datagram or no free
+/// buffer: dropped and counted.
+pub(crate) fn on_udp_alone<H: ShardHandler + ?Sized>(
+    handler: &mut H,
+    from: SocketAddr,
+    datagram: Option<&[u8]>,
+    out: &mut Outputs,
+) {
+    let (Some(src), Some(mut b)) = (datagram, out.alloc()) else {
+        out.stats.tx_dropped += 1;
+        return;
+    };
+    let n = src.len();
+    match b.get_mut(HEADROOM..HEADROOM + n) {
+        Some(dst) => dst.copy_from_slice(src),
+        None => {
+            out.stats.rx_truncated += 1;
+            out.recycle(b);
+            return;
+        }
+    }
+    let start = out.queued();
+    handler.on_udp(from, &mut b, n, out);
+    if let Some(b) = out.resolve_current(start, b) {
+        out.recycle(b);
+    }
 }
 
 /// Which driver a shard uses.

@@ -12,16 +12,17 @@ use std::net::SocketAddr;
 use crate::proto::data::HEADROOM;
 use crate::proto::wire::Opcode;
 
+use super::super::gso::{MAX_BYTES, MAX_SEGMENTS};
 use super::super::outputs::Dest;
 use super::super::segment::{finish_checksum, Split};
 use super::super::vnet::{VnetHdr, VNET_HDR_LEN};
-use super::super::{Outputs, ShardHandler};
+use super::super::{gro_segments, on_udp_alone, Outputs};
 use super::{Drop, Forwarder, Peer};
 
 impl Forwarder {
-    /// Makes `buf[HEADROOM..HEADROOM + len]` (read from a vnet tun) one ordinary packet, or
-    /// sends it as segments for `peer` itself. Returns whether the caller still has a single
-    /// packet to seal.
+    /// Reads the `virtio_net_hdr` before `buf[HEADROOM..HEADROOM + len]` (a packet from a
+    /// vnet tun) and completes the packet's checksum if it is a single packet; a super-packet
+    /// is left for [`Forwarder::seal_segments`]. `Err`: dropped and counted.
     pub(super) fn tun_packet_ready(&mut self, buf: &mut [u8], len: usize) -> Result<VnetHdr, ()> {
         let hdr = buf
             .get(HEADROOM - VNET_HDR_LEN..HEADROOM)
@@ -57,38 +58,30 @@ impl Forwarder {
                 return;
             }
         };
-        let mut gso: Option<(Box<[u8]>, std::ops::Range<usize>, usize)> = None;
+        let to = Dest::Udp(peer.remote());
+        let lead_in = wire_start(peer);
+        let mut batch: Option<Batch> = None;
         for i in 0..split.count() {
-            // Wire bytes of segment 0 set the datagram size of the batch; the kernel's
-            // GSO limits (segments, bytes) start a new batch.
             let seg_len = split.segment_len(i);
-            let full = gso.as_ref().is_some_and(|(b, r, size)| {
-                r.len() / size.max(&1) >= super::super::gso::MAX_SEGMENTS
-                    || r.end + HEADROOM + seg_len > b.len().min(super::super::gso::MAX_BYTES)
-            });
-            if full {
-                if let Some((b, r, size)) = gso.take() {
-                    out.push_owned(Dest::Udp(peer.remote()), b, r, size as u16);
+            if batch.as_ref().is_some_and(|b| !b.fits(seg_len)) {
+                if let Some(b) = batch.take() {
+                    b.queue(to, out);
                 }
             }
-            if gso.is_none() {
-                let Some(b) = out.alloc() else {
-                    out.stats.tx_dropped += 1;
-                    return;
-                };
-                gso = Some((b, 0..0, 0));
-            }
-            let Some((b, r, size)) = gso.as_mut() else {
-                return;
+            let b = match batch.as_mut() {
+                Some(b) => b,
+                None => {
+                    let Some(buf) = out.alloc() else {
+                        out.stats.tx_dropped += 1;
+                        return;
+                    };
+                    batch.insert(Batch::new(buf, lead_in))
+                }
             };
-            // Segment i's sealed bytes must start where the batch ends: its plaintext goes
-            // HEADROOM later, minus the header bytes a V1 packet leaves unused.
-            let lead = if r.start == r.end {
-                0
-            } else {
-                r.end - wire_start(peer)
-            };
-            let Some(sub) = b.get_mut(lead..) else {
+            // Sealed in a view that starts so its wire bytes (which begin `lead_in` into
+            // it) continue the batch exactly.
+            let base = b.end - lead_in;
+            let Some(sub) = b.buf.get_mut(base..) else {
                 return;
             };
             let written = sub
@@ -98,20 +91,12 @@ impl Forwarder {
                 self.drops.count(Drop::BadIp);
                 continue;
             }
-            let Some((_, sealed)) = self.seal(peer, sub, seg_len) else {
-                continue;
-            };
-            let sealed = lead + sealed.start..lead + sealed.end;
-            if r.start == r.end {
-                *size = sealed.len();
-                *r = sealed;
-            } else {
-                r.end = sealed.end;
+            if let Some((_, sealed)) = self.seal(peer, sub, seg_len) {
+                b.push(base + sealed.end, sealed.len());
             }
         }
-        if let Some((b, r, size)) = gso {
-            let segment = if r.len() > size { size as u16 } else { 0 };
-            out.push_owned(Dest::Udp(peer.remote()), b, r, segment);
+        if let Some(b) = batch {
+            b.queue(to, out);
         }
     }
 
@@ -123,10 +108,56 @@ impl Forwarder {
         len: usize,
         out: &mut Outputs,
     ) -> bool {
-        match buf.get(start..start + len) {
-            Some(pkt) if out.tun_vnet() => self.coalescer.push(pkt, out),
-            _ => false,
+        // The coalescer itself declines everything when the tun has no vnet header.
+        buf.get(start..start + len)
+            .is_some_and(|pkt| self.coalescer.push(pkt, out))
+    }
+}
+
+/// Sealed segments of one super-packet back to back in one pool buffer, to leave as one UDP
+/// GSO send: every datagram `size` bytes but the last.
+struct Batch {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    size: usize,
+    count: usize,
+}
+
+impl Batch {
+    fn new(buf: Box<[u8]>, start: usize) -> Self {
+        Batch {
+            buf,
+            start,
+            end: start,
+            size: 0,
+            count: 0,
         }
+    }
+
+    /// Whether one more segment of `seg_len` plaintext bytes stays within the kernel's GSO
+    /// limits and the buffer (its plaintext lands HEADROOM after the batch's end).
+    fn fits(&self, seg_len: usize) -> bool {
+        self.count < MAX_SEGMENTS
+            && self.end + HEADROOM + seg_len <= self.buf.len()
+            && self.end - self.start + HEADROOM + seg_len <= MAX_BYTES
+    }
+
+    fn push(&mut self, end: usize, wire_len: usize) {
+        if self.count == 0 {
+            self.size = wire_len;
+        }
+        self.end = end;
+        self.count += 1;
+    }
+
+    fn queue(self, to: Dest, out: &mut Outputs) {
+        if self.count == 0 {
+            out.recycle(self.buf);
+            return;
+        }
+        let segment = if self.count > 1 { self.size as u16 } else { 0 };
+        out.push_owned(to, self.buf, self.start..self.end, segment);
     }
 }
 
@@ -151,10 +182,7 @@ pub(super) fn udp_gro(
     seg: usize,
     out: &mut Outputs,
 ) {
-    let seg = seg.max(1);
-    let mut off = 0;
-    while off < len {
-        let n = seg.min(len - off);
+    for (off, n) in gro_segments(len, seg) {
         let v2 = buf
             .get(HEADROOM + off)
             .is_some_and(|b| b >> 3 == Opcode::DataV2 as u8);
@@ -164,18 +192,8 @@ pub(super) fn udp_gro(
                 f.udp_in(from, view, n, out);
             }
             out.shift_current(start, off);
-        } else if let (Some(src), Some(mut b)) =
-            (buf.get(HEADROOM + off..HEADROOM + off + n), out.alloc())
-        {
-            if let Some(dst) = b.get_mut(HEADROOM..HEADROOM + n) {
-                dst.copy_from_slice(src);
-            }
-            let start = out.queued();
-            f.on_udp(from, &mut b, n, out);
-            if let Some(b) = out.resolve_current(start, b) {
-                out.recycle(b);
-            }
+        } else {
+            on_udp_alone(f, from, buf.get(HEADROOM + off..HEADROOM + off + n), out);
         }
-        off += n;
     }
 }
