@@ -15,8 +15,6 @@ pub(crate) const MAX_SEGMENTS: usize = 64;
 pub(crate) const MAX_BYTES: usize = 65_000;
 
 impl Outputs {
-    /// Merges runs of single-datagram UDP outputs to one destination into GSO outputs
-    /// (copying each run into one pool buffer). A run that cannot get a buffer stays as it is.
     /// Makes the queued UDP outputs fit a kernel that takes GSO sends of datagrams up to
     /// `max_segment` bytes (0: no GSO): larger GSO outputs are split back into datagrams,
     /// runs of datagrams up to that size are merged.
@@ -27,54 +25,52 @@ impl Outputs {
         }
     }
 
+    /// Merges runs of single-datagram UDP outputs to one destination into GSO outputs
+    /// (copying each run into one pool buffer). A run that cannot get a buffer stays as it
+    /// is. The queue is rebuilt into the spare one kept from the last batch: no allocation.
     fn batch_udp(&mut self, max_segment: usize) {
-        let ops = std::mem::take(&mut self.ops);
-        let mut merged: Vec<Op> = Vec::with_capacity(ops.len());
-        let mut run: Vec<Op> = Vec::new();
-        for op in ops {
-            if !self.joins(&run, &op) {
-                self.close_run(&mut run, &mut merged);
-            }
-            if mergeable(&op) && len_of(&op) <= max_segment {
-                run.push(op);
-            } else {
-                merged.push(op);
-            }
-        }
-        self.close_run(&mut run, &mut merged);
-        self.ops = merged;
-    }
-
-    /// Whether `op` may be appended to `run` (empty runs take any mergeable op).
-    fn joins(&self, run: &[Op], op: &Op) -> bool {
-        let (Some(first), Some(last)) = (run.first(), run.last()) else {
-            return true;
-        };
-        let size = len_of(first);
-        mergeable(op)
-            && op.dest == first.dest
-            && len_of(last) == size
-            && len_of(op) <= size
-            && run.len() < MAX_SEGMENTS
-            && size * run.len() + len_of(op) <= MAX_BYTES
-    }
-
-    /// Moves `run` to `merged`: as one GSO output when it has several datagrams and a
-    /// buffer is free, else unchanged.
-    fn close_run(&mut self, run: &mut Vec<Op>, merged: &mut Vec<Op>) {
-        if run.len() < 2 {
-            merged.append(run);
+        if self.ops.len() < 2 {
             return;
         }
+        let mut ops = std::mem::take(&mut self.ops);
+        let mut merged = std::mem::take(&mut self.spare_ops);
+        merged.clear();
+        // The run being built is `merged[run..]` while `Some(run)`.
+        let mut run: Option<usize> = None;
+        for op in ops.drain(..) {
+            let candidate = mergeable(&op) && len_of(&op) <= max_segment;
+            if let Some(start) = run {
+                if !(candidate && joins(merged.get(start..).unwrap_or(&[]), &op)) {
+                    self.close_run(&mut merged, start);
+                    run = None;
+                }
+            }
+            if candidate && run.is_none() {
+                run = Some(merged.len());
+            }
+            merged.push(op);
+        }
+        if let Some(start) = run {
+            self.close_run(&mut merged, start);
+        }
+        self.ops = merged;
+        self.spare_ops = ops;
+    }
+
+    /// Replaces the run `merged[start..]` by one GSO output when it has several datagrams
+    /// and a buffer is free; else leaves it as it is.
+    fn close_run(&mut self, merged: &mut Vec<Op>, start: usize) {
+        let Some(run) = merged.get(start..).filter(|r| r.len() >= 2) else {
+            return;
+        };
         let total: usize = run.iter().map(len_of).sum();
         let size = run.first().map_or(0, len_of);
+        let dest = run.first().map_or(Dest::Tun, |o| o.dest);
         let (Some(mut b), Ok(segment)) = (self.alloc_for(total), u16::try_from(size)) else {
-            merged.append(run);
             return;
         };
         let mut at = 0;
-        let dest = run.first().map_or(Dest::Tun, |o| o.dest);
-        for op in run.drain(..) {
+        for op in merged.drain(start..) {
             if let Data::Owned(src, r) = op.data {
                 let n = r.len();
                 if let (Some(d), Some(s)) = (b.get_mut(at..at + n), src.get(r)) {
@@ -164,6 +160,20 @@ pub(crate) fn after_refusal(limit: usize, segment: usize, errno: i32) -> usize {
         );
     }
     new
+}
+
+/// Whether `op` may be appended to the non-empty `run`: same destination, the run's size
+/// (only its last datagram may be shorter), within the kernel's limits.
+fn joins(run: &[Op], op: &Op) -> bool {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return true;
+    };
+    let size = len_of(first);
+    op.dest == first.dest
+        && len_of(last) == size
+        && len_of(op) <= size
+        && run.len() < MAX_SEGMENTS
+        && size * run.len() + len_of(op) <= MAX_BYTES
 }
 
 /// A single-datagram UDP output with its bytes resolved.

@@ -81,6 +81,8 @@ pub struct Outputs {
     pool: Pool,
     pub(crate) ops: Vec<Op>,
     pub(crate) stats: ShardStats,
+    /// An empty queue with capacity, swapped in when the GSO batch build rebuilds `ops`.
+    pub(crate) spare_ops: Vec<Op>,
     /// Bytes of `virtio_net_hdr` every tun write starts with: [`VNET_HDR_LEN`] when the tun
     /// was opened with `IFF_VNET_HDR`, else 0. Tun outputs' ranges include it.
     tun_hdr: usize,
@@ -97,6 +99,7 @@ impl Outputs {
             },
             ops: Vec::new(),
             stats: ShardStats::default(),
+            spare_ops: Vec::new(),
             tun_hdr: 0,
         }
     }
