@@ -201,38 +201,27 @@ def cmd_report(jsonl, out_json, meta_json):
         r = sel.get(k + (p,))
         return r.get(field) if r else None
 
-    head = ["workload", "dir", "payload", "unit"] + pairings
-    has = lambda p: p in pairings
-    if has("ovpn-ovpn") and has("fwd-fwd"):
-        head.append("fwd-fwd/ovpn-ovpn")
-    if has("ovpn-ovpn") and has("ovpn-fwd"):
-        head.append("ovpn-fwd/ovpn-ovpn")
-    rows = []
-    for k in keys:
-        row = [WORKLOADS.get(k[0], (k[0],))[0], k[1], "IPv" + k[2], WORKLOADS.get(k[0], ("", "?"))[1]]
-        row += [fmt(get(k, p, "value")) for p in pairings]
-        base = get(k, "ovpn-ovpn", "value")
-        if "fwd-fwd/ovpn-ovpn" in head:
-            row.append(ratio(get(k, "fwd-fwd", "value"), base))
-        if "ovpn-fwd/ovpn-ovpn" in head:
-            row.append(ratio(get(k, "ovpn-fwd", "value"), base))
-        rows.append(row)
+    ratios = [r for r in ("fwd-fwd", "ovpn-fwd") if "ovpn-ovpn" in pairings and r in pairings]
+
+    def metric_table(cols, field, unit):
+        """One row per measured test: `field` for each pairing in `cols`, then the ratios."""
+        head = ["workload", "dir", "payload", "unit"] + cols + [r + "/ovpn-ovpn" for r in ratios]
+        rows = []
+        for k in keys:
+            row = [WORKLOADS.get(k[0], (k[0],))[0], k[1], "IPv" + k[2], unit(k)]
+            row += [fmt(get(k, p, field)) for p in cols]
+            base = get(k, "ovpn-ovpn", field)
+            row += [ratio(get(k, r, field), base) for r in ratios]
+            rows.append(row)
+        return rows, head
+
+    rows, head = metric_table(pairings, "value", lambda k: WORKLOADS.get(k[0], ("", "?"))[1])
     print()
     print("Throughput (receiver side; UDP 64 B = highest packets/s with < 1 % loss; higher is better)")
-    table(rows, [h if i != 3 else "unit" for i, h in enumerate(head)])
+    table(rows, head)
 
     cpu_pairings = [p for p in pairings if p != "underlay"]
-    head2 = ["workload", "dir", "payload", "unit"] + cpu_pairings + head[4 + len(pairings):]
-    rows2 = []
-    for k in keys:
-        row = [WORKLOADS.get(k[0], (k[0],))[0], k[1], "IPv" + k[2], "s/GB"]
-        row += [fmt(get(k, p, "server_cpu_s_per_gb")) for p in cpu_pairings]
-        base = get(k, "ovpn-ovpn", "server_cpu_s_per_gb")
-        if "fwd-fwd/ovpn-ovpn" in head2:
-            row.append(ratio(get(k, "fwd-fwd", "server_cpu_s_per_gb"), base))
-        if "ovpn-fwd/ovpn-ovpn" in head2:
-            row.append(ratio(get(k, "ovpn-fwd", "server_cpu_s_per_gb"), base))
-        rows2.append(row)
+    rows2, head2 = metric_table(cpu_pairings, "server_cpu_s_per_gb", lambda k: "s/GB")
     if cpu_pairings:
         print()
         print("Server CPU seconds (utime+stime, all threads) per GB received (lower is better)")

@@ -107,10 +107,7 @@ fi
 [[ $(id -u) -eq 0 ]] || die2 "must run as root (network namespaces)"
 cmp_need ip openssl iperf3 python3 ss timeout "$OVPN" || exit 2
 
-# shellcheck disable=SC2206 # the argument strings are split on purpose
-FWD_SERVER_ARGV=($FWD_ARGS $FWD_SERVER_ARGS)
-# shellcheck disable=SC2206
-FWD_CLIENT_ARGV=($FWD_ARGS $FWD_CLIENT_ARGS)
+cmp_fwd_argv
 
 WORK=$(mktemp -d "/tmp/fwd-compare-$(date +%Y%m%d-%H%M%S)-XXXX")
 mkdir -p "$WORK/iperf"

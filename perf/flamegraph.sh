@@ -91,10 +91,7 @@ if ! command -v inferno-flamegraph >/dev/null || ! command -v inferno-collapse-p
     exit 2
 fi
 
-# shellcheck disable=SC2206 # the argument strings are split on purpose
-FWD_SERVER_ARGV=($FWD_ARGS $FWD_SERVER_ARGS)
-# shellcheck disable=SC2206
-FWD_CLIENT_ARGV=($FWD_ARGS $FWD_CLIENT_ARGS)
+cmp_fwd_argv
 
 WORK=$(mktemp -d "/tmp/fwd-flame-$(date +%Y%m%d-%H%M%S)-XXXX")
 mkdir -p "$WORK/iperf"

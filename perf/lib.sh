@@ -40,6 +40,15 @@ cmp_need() { # CMD...: fail with a message if a command is missing
     done
 }
 
+# cmp_fwd_argv: FWD_SERVER_ARGV / FWD_CLIENT_ARGV from the --fwd-args, --fwd-server-args and
+# --fwd-client-args strings (FWD_ARGS, FWD_SERVER_ARGS, FWD_CLIENT_ARGS).
+cmp_fwd_argv() {
+    # shellcheck disable=SC2206 # the argument strings are split on purpose
+    FWD_SERVER_ARGV=($FWD_ARGS $FWD_SERVER_ARGS)
+    # shellcheck disable=SC2206
+    FWD_CLIENT_ARGV=($FWD_ARGS $FWD_CLIENT_ARGS)
+}
+
 cmp_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 # cmp_forget PID: drop PID from the lab's record once we have stopped it ourselves, so the
