@@ -444,13 +444,54 @@ fn data_path(cfg: &Config, link_v6: bool) -> DataPathConfig {
 /// AEAD data channel with peer-id over UDP (`mss.c`, `frame_calculate_mssfix`): unset means
 /// its default (`1492 mtu` with tun-mtu 1500), 0 turns clamping off.
 fn mss_limits(cfg: &Config, link_v6: bool) -> (u16, u16) {
+    use crate::config::model::MssfixFlag;
     use crate::dataplane::mss::{self, Link, MssfixMode};
     let (value, mode) = match cfg.mssfix {
-        Some(0) => return (0, 0),
-        Some(n) => (n, MssfixMode::Payload),
+        Some(m) if m.value == 0 => return (0, 0),
+        Some(m) => (
+            m.value,
+            match m.flag {
+                MssfixFlag::Payload => MssfixMode::Payload,
+                MssfixFlag::Mtu => MssfixMode::Mtu,
+                MssfixFlag::Fixed => MssfixMode::Fixed,
+            },
+        ),
         None => mss::default_mssfix(cfg.tun_mtu),
     };
     let link = if link_v6 { Link::Udp6 } else { Link::Udp4 };
     let v4 = mss::mss_limit(value, mode, link, mss::AEAD_OVERHEAD_V2);
     (v4, mss::v6_limit(v4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn limits(extra: &str, link_v6: bool) -> (u16, u16) {
+        let pki = "tests/vectors/config/pki";
+        let text = format!(
+            "client\ndev tun\nremote vpn.example.org\nca {pki}/ca.crt\ncert {pki}/client1.crt\nkey {pki}/client1.key\n{extra}\n"
+        );
+        let cfg = config::load_str(&text, Path::new("test.conf"))
+            .unwrap()
+            .config;
+        mss_limits(&cfg, link_v6)
+    }
+
+    #[test]
+    fn mssfix_flag_chooses_what_the_bound_covers() {
+        // Unset and bare `mssfix`: OpenVPN's `1492 mtu` (1492 - 24 AEAD - 28 IPv4/UDP - 40).
+        assert_eq!(limits("", false), (1400, 1380));
+        assert_eq!(limits("mssfix", false), (1400, 1380));
+        assert_eq!(limits("mssfix 1400 mtu", false), (1308, 1288));
+        assert_eq!(limits("mssfix 1400 mtu", true), (1288, 1268));
+        // No flag: the bound covers the OpenVPN packet, not the IP/UDP headers around it.
+        assert_eq!(limits("mssfix 1360", false), (1296, 1276));
+        assert_eq!(limits("mssfix 1360", true), (1296, 1276));
+        assert_eq!(limits("mssfix 1300 fixed", true), (1260, 1240));
+        assert_eq!(limits("mssfix 0", false), (0, 0));
+        // A non-default tun-mtu without mssfix: `<tun-mtu> fixed`.
+        assert_eq!(limits("tun-mtu 1400", false), (1360, 1340));
+    }
 }

@@ -20,6 +20,8 @@ const SAMPLES: &[(&str, char)] = &[
     ("dev-type tun\nserver 10.8.0.0 255.255.255.0", 'S'),
     ("tun-ipv6\nserver 10.8.0.0 255.255.255.0", 'S'),
     ("tun-mtu 1400\nmssfix 1360\ntxqueuelen 500\nserver 10.8.0.0 255.255.255.0", 'S'),
+    ("mssfix 1400 mtu\nserver 10.8.0.0 255.255.255.0", 'S'),
+    ("mssfix 1300 fixed", 'C'),
     ("proto udp6\nport 1195\nlocal ::1\nserver 10.8.0.0 255.255.255.0", 'S'),
     ("proto udp4\nlport 1196\nserver 10.8.0.0 255.255.255.0", 'S'),
     ("rport 443\nremote second.example.org\nremote 192.0.2.1 1197 udp6\nremote-random\nnobind\nfloat\nresolv-retry infinite\nconnect-retry 5 300\nserver-poll-timeout 10", 'C'),
@@ -113,6 +115,15 @@ fn typed_values() {
     assert_eq!(c.local, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
     assert_eq!(c.threads, Some(4));
     assert!(c.force_prf);
+
+    let mss = |extra: &str| with('C', extra).config.mssfix;
+    let m = |value, flag| Some(Mssfix { value, flag });
+    assert_eq!(mss("mssfix 1360"), m(1360, MssfixFlag::Payload));
+    assert_eq!(mss("mssfix 1400 mtu"), m(1400, MssfixFlag::Mtu));
+    assert_eq!(mss("mssfix 1300 fixed"), m(1300, MssfixFlag::Fixed));
+    assert_eq!(mss("mssfix 0"), m(0, MssfixFlag::Payload));
+    // No argument keeps OpenVPN's default, exactly as if the line were absent.
+    assert_eq!(mss("mssfix"), None);
 
     let c = with('C', "rport 443\nremote second.example.org\nremote 192.0.2.1 1197 udp6\nremote-random\nnobind\nfloat\nresolv-retry infinite\nconnect-retry 5 300\nserver-poll-timeout 10").config;
     assert_eq!(c.role, Role::Client);
@@ -259,6 +270,7 @@ fn defaults() {
     assert_eq!(c.hand_window, 60);
     assert_eq!(c.reneg_sec, 3600);
     assert_eq!(c.tun_mtu, 1500);
+    assert_eq!(c.mssfix, None);
     assert_eq!(c.auth, "SHA1");
     assert_eq!(
         c.data_ciphers,
@@ -393,6 +405,7 @@ const ERRORS: &[(&str, char, &str)] = &[
     ("comp-lzo no", 'C', "test.conf:7: comp-lzo: not supported by fwd: compression framing is not implemented (VORACLE attack; OpenVPN 2.6 disables compression by default); remove it on both ends"),
     ("compress", 'C', "test.conf:7: compress: not supported by fwd: compression framing is not implemented (VORACLE attack; OpenVPN 2.6 disables compression by default); remove it on both ends"),
     ("allow-compression yes", 'C', "test.conf:7: allow-compression: not supported by fwd: only `allow-compression no` is accepted: fwd does not implement compression"),
+    ("mssfix 1400 encap", 'C', "test.conf:7: mssfix: second argument must be `mtu` or `fixed`, got `encap`"),
     ("fragment 1300", 'C', "test.conf:7: fragment: not supported by fwd: fragment is not implemented; lower tun-mtu or use mssfix instead"),
     ("secret static.key", 'C', "test.conf:7: secret: not supported by fwd: static-key mode is insecure and removed in OpenVPN 2.7; use TLS (ca/cert/key, optionally tls-crypt)"),
     ("server 10.8.0.0 255.255.255.0 pool", 'S', "test.conf:6: server: third argument must be `nopool`, got `pool`"),

@@ -42,7 +42,7 @@ pub struct Builder {
     pub topology: Option<Topology>,
     pub tun_ipv6: bool,
     pub tun_mtu: Option<u32>,
-    pub mssfix: Option<u32>,
+    pub mssfix: Option<Mssfix>,
     pub txqueuelen: Option<u32>,
     pub proto: Option<TransportProto>,
     pub lport: Option<u16>,
@@ -474,17 +474,24 @@ impl Builder {
             }
             "mssfix" => {
                 let a = nargs(line, 0, 2)?;
-                if let Some(m) = a.get(1) {
-                    if m != "mtu" && m != "fixed" {
+                let flag = match a.get(1).map(String::as_str) {
+                    None => MssfixFlag::Payload,
+                    Some("mtu") => MssfixFlag::Mtu,
+                    Some("fixed") => MssfixFlag::Fixed,
+                    Some(m) => {
                         return Err(ErrorKind::Invalid(format!(
                             "second argument must be `mtu` or `fixed`, got `{m}`"
-                        )));
+                        )))
                     }
-                }
-                self.mssfix = Some(match a.first() {
-                    Some(v) => u32_arg(v, "mssfix")?,
-                    None => 1492,
-                });
+                };
+                // With no argument OpenVPN keeps its default (options.c: mssfix_default).
+                self.mssfix = match a.first() {
+                    Some(v) => Some(Mssfix {
+                        value: u32_arg(v, "mssfix")?,
+                        flag,
+                    }),
+                    None => None,
+                };
             }
             "txqueuelen" => self.txqueuelen = Some(self.one_u32(line, "txqueuelen")?),
             "proto" => {

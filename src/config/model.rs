@@ -343,8 +343,9 @@ pub struct Config {
     pub reneg_pkts: Option<u64>,
     pub replay_window: ReplayWindow,
     pub tun_mtu: u32,
-    /// `mssfix [N]`: None = not configured, Some(0) = disabled.
-    pub mssfix: Option<u32>,
+    /// `mssfix N [mtu|fixed]`: None = OpenVPN's default (also `mssfix` with no argument),
+    /// N = 0 disables clamping.
+    pub mssfix: Option<Mssfix>,
     pub txqueuelen: Option<u32>,
     pub tun_ipv6: bool,
     /// `status FILE [SECONDS]` (default 60).
@@ -378,6 +379,35 @@ impl Config {
     /// Tunnel IPv6 subnet of the server (its `ifconfig-ipv6` network).
     pub fn tunnel_net_v6(&self) -> Option<Ipv6Net> {
         self.ifconfig_ipv6.map(|i| i.local.trunc())
+    }
+}
+
+/// `mssfix N [mtu|fixed]`: the bound N and what it bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mssfix {
+    pub value: u32,
+    pub flag: MssfixFlag,
+}
+
+/// The second argument of `mssfix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MssfixFlag {
+    /// None: N bounds the OpenVPN packet (data-channel header, AEAD tag and payload).
+    Payload,
+    /// `mtu`: N bounds the whole underlay IP datagram, IP and UDP headers included.
+    Mtu,
+    /// `fixed`: N is the inner IPv4 packet size, MSS = N - 40, no overhead counted.
+    Fixed,
+}
+
+impl MssfixFlag {
+    /// The config syntax (empty for [`MssfixFlag::Payload`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MssfixFlag::Payload => "",
+            MssfixFlag::Mtu => "mtu",
+            MssfixFlag::Fixed => "fixed",
+        }
     }
 }
 

@@ -67,7 +67,7 @@ pub const OPTIONS: &[OptionDoc] = &[
     o("topology", "net30|p2p|subnet", "IPv4 addressing of the tun device. OpenVPN 2.6 default is net30; use subnet."),
     o("tun-ipv6", "", "Historic, accepted and ignored (IPv6 is always enabled)."),
     o("tun-mtu", "N", "Tun MTU (default 1500; IPv6 needs at least 1280)."),
-    o("mssfix", "[N]", "Clamp TCP MSS (0 disables)."),
+    o("mssfix", "[N [mtu|fixed]]", "Clamp TCP MSS so tunnel packets fit N (0 disables)."),
     o("txqueuelen", "N", "Tun transmit queue length."),
     // Transport
     o("proto", "udp|udp4|udp6", "Transport: udp (dual stack), udp4, udp6. TCP is not supported."),

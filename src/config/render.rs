@@ -138,8 +138,9 @@ pub fn render_with(c: &Config, opts: RenderOptions) -> String {
         l!("tun-ipv6");
     }
     l!("tun-mtu {}", c.tun_mtu);
-    if let Some(v) = c.mssfix {
-        l!("mssfix {v}");
+    if let Some(m) = c.mssfix {
+        let sep = if m.flag.as_str().is_empty() { "" } else { " " };
+        l!("mssfix {}{sep}{}", m.value, m.flag.as_str());
     }
     if let Some(v) = c.txqueuelen {
         l!("txqueuelen {v}");

@@ -35,6 +35,25 @@ static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Programs every lab test needs; missing ones make the test skip (or fail under CI).
 const REQUIRED_BINS: &[&str] = &["ip", "openvpn", "openssl", "ping"];
 
+/// Extra options for a fwd tunnel run (`fwd --config …`, not `fwd init`/`check`) taken from
+/// `FWD_E2E_ARGS`, e.g. `--io epoll` or `--offload off`: how `.ci/run` runs the same
+/// end-to-end suite once per data-path variant. Given after `--config`, they override it.
+pub fn data_path_args(argv: &[String]) -> Vec<String> {
+    let is_fwd = argv
+        .first()
+        .and_then(|p| Path::new(p).file_name())
+        .is_some_and(|n| n == "fwd");
+    let is_run = argv.get(1).is_some_and(|a| a == "--config");
+    if !is_fwd || !is_run {
+        return Vec::new();
+    }
+    std::env::var("FWD_E2E_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Finds an executable on `PATH`, then in the sbin directories (which a non-login `PATH`
 /// may lack even for root).
 pub fn find_bin(name: &str) -> Option<PathBuf> {
@@ -330,7 +349,8 @@ impl Lab {
     /// killed by PID when the lab is dropped, and by the kernel (PR_SET_PDEATHSIG) if the
     /// thread that spawned it exits first: spawn from the thread that owns the lab.
     pub fn spawn(&mut self, host: &Host, cmd: &[&str], log: &Path) -> ChildId {
-        let argv = self.resolve(cmd);
+        let mut argv = self.resolve(cmd);
+        argv.extend(data_path_args(&argv));
         let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let err = out
             .try_clone()
