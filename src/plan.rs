@@ -435,7 +435,7 @@ fn data_path(cfg: &Config, link_v6: bool) -> DataPathConfig {
         driver: match cfg.io {
             IoDriver::Auto => DriverKind::Auto,
             IoDriver::Uring => DriverKind::Uring,
-            IoDriver::Epoll => DriverKind::Poll,
+            IoDriver::Epoll => DriverKind::Epoll,
         },
     }
 }

@@ -125,6 +125,7 @@ fn tls_crypt_aes256gcm_ipv4_underlay() {
     let conf = net.scenario_server_conf();
     let cc = edit(&net.client_conf(0), &[], "data-ciphers AES-256-GCM");
     serve_one(&mut net, &conf, 0, &cc);
+    assert_data_path_variant(&net);
     let log = net.wait_client_log(0, "Protocol options", LOG_SETTLE);
     assert_cipher(&log, "'AES-256-GCM'");
     assert!(
@@ -132,6 +133,38 @@ fn tls_crypt_aes256gcm_ipv4_underlay() {
         "{}",
         protocol_flags(&log)
     );
+}
+
+/// The server's shards log the data path this run asked for with `FWD_E2E_ARGS` (how
+/// `.ci/run` runs the suite once per driver and with offloads off): the io_uring driver by
+/// default, epoll with `--io epoll`; tun and UDP offloads on unless `--offload off`.
+fn assert_data_path_variant(net: &Net) {
+    let log = std::fs::read_to_string(net.server_log()).unwrap_or_default();
+    let args = std::env::var("FWD_E2E_ARGS").unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("shard data path"))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "no `shard data path` line in the server log:\n{log}"
+    );
+    let driver = if args.contains("--io epoll") {
+        "driver=\"epoll\""
+    } else {
+        "driver=\"io_uring\""
+    };
+    let offloads = if args.contains("--offload off") {
+        "udp_gso=false tun_vnet=false"
+    } else {
+        "udp_gso=true tun_vnet=true"
+    };
+    for l in lines {
+        assert!(
+            l.contains(driver) && l.contains(offloads),
+            "want {driver} {offloads}: {l}"
+        );
+    }
 }
 
 /// The client only offers CHACHA20-POLY1305; fwd must pick it.

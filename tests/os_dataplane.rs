@@ -216,13 +216,13 @@ fn run_echo(driver: DriverKind, copy: bool, multishot: bool) {
 }
 
 #[test]
-fn poll_driver_echo_in_place() {
-    run_echo(DriverKind::Poll, false, true);
+fn epoll_driver_echo_in_place() {
+    run_echo(DriverKind::Epoll, false, true);
 }
 
 #[test]
-fn poll_driver_echo_copy() {
-    run_echo(DriverKind::Poll, true, true);
+fn epoll_driver_echo_copy() {
+    run_echo(DriverKind::Epoll, true, true);
 }
 
 #[test]
@@ -393,8 +393,8 @@ fn handler_panic_unwinds(driver: DriverKind) {
 }
 
 #[test]
-fn poll_driver_drops_oversize() {
-    oversize_dropped(DriverKind::Poll, true);
+fn epoll_driver_drops_oversize() {
+    oversize_dropped(DriverKind::Epoll, true);
 }
 
 #[test]
@@ -408,8 +408,8 @@ fn uring_driver_drops_oversize_per_slot_receives() {
 }
 
 #[test]
-fn poll_driver_handler_panic() {
-    handler_panic_unwinds(DriverKind::Poll);
+fn epoll_driver_handler_panic() {
+    handler_panic_unwinds(DriverKind::Epoll);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Per-shard packet logic: UDP → (decrypt, check, route) → tun or another client, and
 //! tun → (route, encrypt) → UDP. Pure over caller-owned buffers, so it runs the same under the
-//! io_uring driver, the poll driver and in unit tests.
+//! io_uring driver, the epoll driver and in unit tests.
 //!
 //! Buffers follow the shard convention: `buf[..HEADROOM]` is free, the packet is
 //! `buf[HEADROOM..HEADROOM + len]`. Encryption writes the OpenVPN header and tag into the

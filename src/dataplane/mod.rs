@@ -1,8 +1,9 @@
 //! Shards: per-core event loops that move datagrams between one UDP socket and one tun
 //! queue, with the protocol logic plugged in through [`ShardHandler`].
 //!
-//! Two drivers implement the same contract: io_uring (`uring`, preferred) and poll(2) with
-//! non-blocking syscalls (`poll`, used when io_uring is unavailable or `FWD_DRIVER=poll`).
+//! Two drivers implement the same contract: io_uring (`uring`, preferred) and epoll with
+//! batched `recvmmsg`/`sendmmsg` (`epoll`, used when io_uring is unavailable or forbidden,
+//! or chosen with `io epoll` / `FWD_DRIVER=epoll`).
 //! The contract every driver keeps:
 //! - each received packet is handed over in a buffer whose first [`HEADROOM`] bytes are free,
 //!   so the handler can prepend the data-channel header in place;
@@ -13,13 +14,14 @@
 
 pub mod coalesce;
 pub mod csum;
+mod epoll;
 pub mod forward;
 mod gso;
 pub mod ip;
+mod mmsg;
 pub mod mss;
 mod outputs;
 pub mod peers;
-mod poll;
 pub mod segment;
 pub mod setup;
 pub mod steer;
@@ -117,13 +119,13 @@ pub(crate) fn on_udp_alone<H: ShardHandler + ?Sized>(
 /// Which driver a shard uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DriverKind {
-    /// io_uring when the kernel supports it, else poll; `FWD_DRIVER=poll|uring` overrides.
+    /// io_uring when the kernel supports it, else epoll; `FWD_DRIVER=epoll|uring` overrides.
     #[default]
     Auto,
     /// io_uring only; fails if unavailable.
     Uring,
-    /// poll(2) with non-blocking recvmsg/sendto/read/write.
-    Poll,
+    /// epoll with non-blocking recvmmsg/sendmmsg and tun read/write.
+    Epoll,
 }
 
 /// Tunables of one shard. Defaults suit a 1500-byte tun MTU with room for jumbo frames.
@@ -134,9 +136,10 @@ pub struct ShardOptions {
     /// Bytes per buffer including [`HEADROOM`]; larger datagrams are dropped as truncated.
     pub buf_len: usize,
     /// Receives kept posted on the UDP socket (io_uring: buffers in the multishot receive's
-    /// ring, rounded up to a power of two, or separate RecvMsg) / datagrams per wakeup (poll).
+    /// ring, rounded up to a power of two, or separate RecvMsg); epoll: datagrams per
+    /// `recvmmsg` and messages per `sendmmsg`.
     pub udp_depth: usize,
-    /// Reads kept posted on the tun queue (io_uring) / packets per wakeup (poll).
+    /// Reads kept posted on the tun queue (io_uring) / tun reads per wakeup (epoll).
     pub tun_depth: usize,
     /// Outputs that may be in flight at once (io_uring); more are dropped and counted.
     pub tx_slots: usize,
@@ -147,8 +150,8 @@ pub struct ShardOptions {
     /// The tun queues were opened with `IFF_VNET_HDR` (`Tun::create_with`): reads and writes
     /// carry a `virtio_net_hdr`.
     pub tun_vnet: bool,
-    /// Turn on UDP GRO receive where the driver can read its segment size (io_uring with
-    /// multishot receive); ignored elsewhere.
+    /// Turn on UDP GRO receive where the driver can read its segment size (epoll, and
+    /// io_uring with multishot receive); ignored by io_uring's single-shot receives.
     pub udp_gro: bool,
     /// Send runs of same-sized datagrams to one peer as one UDP GSO send (`UDP_SEGMENT`),
     /// turned off by the driver for good if the kernel rejects one.
@@ -230,7 +233,7 @@ pub struct Waker {
 
 impl Waker {
     /// Creates an eventfd (blocking: io_uring needs a blocking fd to park a read on it,
-    /// and poll only reads it after POLLIN).
+    /// and epoll only reads it once it is readable).
     pub fn new() -> io::Result<Self> {
         // SAFETY: eventfd takes no pointers.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -285,13 +288,13 @@ pub fn run_shard_with<H: ShardHandler>(
 ) -> io::Result<()> {
     let opts = sanitize(opts);
     match resolve_driver(opts.driver) {
-        DriverKind::Poll => poll::run(io, handler, &stop, &opts),
+        DriverKind::Epoll => epoll::run(io, handler, &stop, &opts),
         DriverKind::Uring => uring::run(io, handler, &stop, &opts),
         DriverKind::Auto => match uring::probe() {
             Ok(()) => uring::run(io, handler, &stop, &opts),
             Err(e) => {
-                tracing::info!(error = %e, "io_uring unavailable, using the poll driver");
-                poll::run(io, handler, &stop, &opts)
+                tracing::info!(error = %e, "io_uring unavailable, using the epoll driver");
+                epoll::run(io, handler, &stop, &opts)
             }
         },
     }
@@ -334,7 +337,8 @@ fn resolve_driver(kind: DriverKind) -> DriverKind {
         return kind;
     }
     match std::env::var("FWD_DRIVER").as_deref() {
-        Ok("poll") => DriverKind::Poll,
+        // `poll` names the driver epoll replaced.
+        Ok("epoll" | "poll") => DriverKind::Epoll,
         Ok("uring" | "io_uring") => DriverKind::Uring,
         _ => DriverKind::Auto,
     }
@@ -371,7 +375,7 @@ mod tests {
             tun_depth: 0,
             tx_slots: 0,
             max_buffers: 0,
-            driver: DriverKind::Poll,
+            driver: DriverKind::Epoll,
             uring_multishot: true,
             tun_vnet: false,
             udp_gro: false,

@@ -32,7 +32,7 @@ pub struct ShardStats {
     pub tx_errors: u64,
     /// Times the io_uring driver armed its multishot UDP receive (once at start, again
     /// whenever the kernel ends it, e.g. when the provided buffers ran out). Zero means the
-    /// driver uses one RecvMsg per buffer (poll driver, old kernel, or disabled).
+    /// driver uses one RecvMsg per buffer (epoll driver, old kernel, or disabled).
     pub udp_multishot_arms: u64,
     /// UDP GSO sends submitted (each carries several datagrams).
     pub udp_gso_sends: u64,

@@ -114,89 +114,19 @@ pub(crate) fn zeroed_storage() -> libc::sockaddr_storage {
     unsafe { mem::zeroed() }
 }
 
-/// One non-blocking `recvmsg`: returns (length, sender, truncated).
-pub(crate) fn recv_from(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SocketAddr>, bool)> {
-    let mut st = zeroed_storage();
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain data; zero is a valid initial value.
-    let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-    hdr.msg_name = (&mut st as *mut libc::sockaddr_storage).cast();
-    hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
-    // SAFETY: every pointer in hdr refers to a live local or to buf for the call's duration.
-    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut hdr, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
-    Ok((
-        n.unsigned_abs(),
-        from_sockaddr(&st, hdr.msg_namelen),
-        truncated,
-    ))
-}
+/// `CMSG_SPACE(sizeof(int))`: room for one UDP_GRO / UDP_SEGMENT control message (a
+/// 16-byte `cmsghdr` and the value padded to 8 bytes).
+pub(crate) const UDP_CMSG_SPACE: usize = 24;
 
-/// One non-blocking `sendto`.
-pub(crate) fn send_to(
-    fd: BorrowedFd<'_>,
-    data: &[u8],
-    st: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> io::Result<usize> {
-    // SAFETY: data and st are live for the call; len does not exceed st's size.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_DONTWAIT,
-            (st as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n.unsigned_abs())
-}
+/// Storage for one UDP_GRO / UDP_SEGMENT control message, aligned for `cmsghdr`.
+pub(crate) type UdpCmsg = [u64; UDP_CMSG_SPACE / 8];
 
-/// One non-blocking `sendmsg` of a UDP GSO buffer: `data` is cut by the kernel into
-/// `segment`-byte datagrams to `st`.
-pub(crate) fn send_gso(
-    fd: BorrowedFd<'_>,
-    data: &[u8],
-    st: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-    segment: u16,
-) -> io::Result<usize> {
-    let mut ctrl = [0u64; 3];
-    write_segment_cmsg(&mut ctrl, segment);
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    // SAFETY: msghdr is plain data; zero is a valid initial value.
-    let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-    hdr.msg_name = (st as *const libc::sockaddr_storage).cast_mut().cast();
-    hdr.msg_namelen = len;
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = ctrl.as_mut_ptr().cast();
-    hdr.msg_controllen = mem::size_of_val(&ctrl);
-    // SAFETY: every pointer in hdr refers to a live local or to `data`/`st` for the call;
-    // the kernel only reads through them for a send.
-    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n.unsigned_abs())
+/// Errors that mean the fd itself is unusable, as opposed to one datagram failing.
+pub(crate) fn is_fatal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::EBADFD | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT)
+    )
 }
 
 /// Bytes of a `cmsghdr` on this platform (len: size_t, level, type: int), 8-aligned.
@@ -204,7 +134,7 @@ const CMSG_HDR_LEN: usize = mem::size_of::<libc::cmsghdr>();
 
 /// Writes one `SOL_UDP`/`UDP_SEGMENT` control message carrying `segment` into `ctrl`
 /// (which must be `CMSG_SPACE(sizeof(u16))` or more: 24 bytes on 64-bit Linux).
-pub(crate) fn write_segment_cmsg(ctrl: &mut [u64; 3], segment: u16) {
+pub(crate) fn write_segment_cmsg(ctrl: &mut UdpCmsg, segment: u16) {
     *ctrl = [0; 3];
     // SAFETY: `ctrl` is 24 bytes, 8-aligned: room for a cmsghdr (16 bytes) and a u16 after
     // it; every byte pattern is valid for both.

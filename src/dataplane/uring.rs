@@ -45,8 +45,7 @@ use std::sync::OnceLock;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use super::outputs::{Buf, Data, Dest, Outputs};
-use super::poll::is_fatal;
-use super::sys;
+use super::sys::{self, is_fatal, UdpCmsg, UDP_CMSG_SPACE};
 use super::vnet::VNET_HDR_LEN;
 use super::{ShardHandler, ShardIo, ShardOptions, HEADROOM};
 use crate::os::set_nonblocking;
@@ -67,10 +66,6 @@ const BGID: u16 = 0;
 /// `sizeof(struct io_uring_recvmsg_out)`: namelen, controllen, payloadlen, flags (u32 each),
 /// written by the kernel at the start of every multishot RecvMsg buffer.
 const RECVMSG_OUT_LEN: usize = 16;
-
-/// `CMSG_SPACE(sizeof(int))`: room for one UDP_GRO / UDP_SEGMENT control message (a
-/// 16-byte `cmsghdr` and the value padded to 8 bytes).
-const GRO_CMSG_SPACE: usize = 24;
 
 /// Submission queue size; a full queue is submitted early, so this only bounds syscalls.
 const SQ_ENTRIES: u32 = 256;
@@ -333,7 +328,7 @@ impl Multishot {
         // SAFETY: all-zero msghdr is valid.
         let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         hdr.msg_namelen = namelen as libc::socklen_t;
-        let controllen = if gro { GRO_CMSG_SPACE } else { 0 };
+        let controllen = if gro { UDP_CMSG_SPACE } else { 0 };
         hdr.msg_controllen = controllen;
         Ok(Multishot {
             ring: BufRing::new(entries)?,
@@ -376,6 +371,14 @@ pub(crate) fn run<H: ShardHandler>(
                 false
             }
         };
+    tracing::info!(
+        driver = "io_uring",
+        multishot,
+        udp_gro = gro,
+        udp_gso = opts.udp_gso,
+        tun_vnet = opts.tun_vnet,
+        "shard data path"
+    );
     let mut d = Driver::new(&io, opts, multishot, gro)?;
     let r = d.run(&mut handler, stop);
     d.shutdown();
@@ -406,7 +409,7 @@ struct TxSlot {
     iov: libc::iovec,
     addr: libc::sockaddr_storage,
     /// The UDP_SEGMENT control message of a GSO send (u64s for cmsghdr alignment).
-    ctrl: [u64; GRO_CMSG_SPACE / 8],
+    ctrl: UdpCmsg,
     /// Segment size of the GSO send in flight (0: a plain send).
     gso: usize,
     buf: Option<Buf>,
@@ -492,7 +495,7 @@ impl Driver {
                         iov_len: 0,
                     },
                     addr: sys::zeroed_storage(),
-                    ctrl: [0; GRO_CMSG_SPACE / 8],
+                    ctrl: [0; UDP_CMSG_SPACE / 8],
                     gso: 0,
                     buf: None,
                 })
@@ -1005,7 +1008,7 @@ impl Driver {
                         self.out.stats.udp_gso_sends += 1;
                         sys::write_segment_cmsg(&mut slot.ctrl, op.segment);
                         slot.hdr.msg_control = slot.ctrl.as_mut_ptr().cast();
-                        slot.hdr.msg_controllen = GRO_CMSG_SPACE;
+                        slot.hdr.msg_controllen = UDP_CMSG_SPACE;
                     }
                     opcode::SendMsg::new(types::Fd(self.udp_fd), &slot.hdr)
                         .build()

@@ -13,7 +13,6 @@
 
 pub mod args;
 pub mod client;
-mod epoll;
 pub mod icmp;
 pub mod stats;
 
@@ -31,8 +30,8 @@ use rand::RngCore;
 
 use crate::client::run::ClientPlan;
 
+use crate::os::epoll::Epoll;
 use client::{Phase, Profile, SimClient};
-use epoll::Epoll;
 pub use stats::{Report, Stats};
 
 /// Largest datagram we expect from a server.

@@ -5,6 +5,7 @@
 //! operation maps to one [`OsError`] variant naming the operation, with the kernel's error as
 //! its source, so callers can report "netlink add_route: File exists" without string matching.
 
+pub mod epoll;
 pub mod netlink;
 pub mod netns;
 pub mod privs;

@@ -4,7 +4,7 @@
 //! Invariants: the device is never made persistent, so it disappears when the last queue fd
 //! closes; all queue fds refer to the same device (`name()`); fds are blocking unless the
 //! caller changes them with [`crate::os::set_nonblocking`] (the io_uring driver wants blocking
-//! fds, the poll driver non-blocking ones, so the driver decides).
+//! fds, the epoll driver non-blocking ones, so the driver decides).
 
 use std::ffi::CStr;
 use std::fs::OpenOptions;

@@ -1,5 +1,6 @@
-//! A minimal level-triggered epoll set: one load-generator thread watches hundreds or thousands
-//! of client sockets, and poll(2) over all of them on every wake-up would cost O(n).
+//! A minimal level-triggered epoll set: the portable data-plane driver waits on its socket,
+//! tun queue and waker with it, and one load-generator thread watches hundreds or thousands
+//! of client sockets, where poll(2) over all of them on every wake-up would cost O(n).
 //!
 //! Invariant: the epoll descriptor is owned and closed on drop; registered descriptors are
 //! borrowed and must outlive their registration (the caller keeps the sockets).
